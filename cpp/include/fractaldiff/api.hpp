@@ -1,0 +1,65 @@
+// fractaldiff C++ core: the interface between kernels, dispatch and bindings.
+// Plain C++17, no Python. Sizes and strides are 64-bit everywhere.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fractaldiff {
+
+/// Element type of a snapshot matrix.
+enum class DType : int { f32 = 0, f64 = 1 };
+
+/// A read-only view of a (rows x cols) matrix with arbitrary strides, in elements (may be negative).
+/// Rows are snapshots t, columns are parameters d.
+struct StridedMatrix {
+  const void* data = nullptr;
+  DType dtype = DType::f64;
+  int64_t n_rows = 0;
+  int64_t n_cols = 0;
+  int64_t row_stride = 0;
+  int64_t col_stride = 0;
+};
+
+/// Status codes returned by the fold kernels.
+enum Status : int {
+  kOk = 0,
+  kNonFinite = 1,   ///< the input holds NaN/Inf (or values whose squares overflow float64)
+  kOutOfMemory = 2  ///< a workspace allocation failed
+};
+
+/// Largest number of small lags the all-lag kernel computes by an exact direct pass.
+constexpr int64_t kMaxDirectLags = 16;
+
+/// One set of kernels compiled for one instruction-set level.
+struct KernelTable {
+  const char* simd_level;
+  /// Fold a column block into the all-lag MSD accumulator (see msd_kernels.hpp).
+  int (*msd_fft_fold)(const StridedMatrix& x, int64_t nfft, double* power, double* sqnorm,
+                      int64_t n_direct, double* direct, int n_threads);
+  /// Fold a column block into selected-lag sums: out[l] += sum_t sum_d (x[t+lag_l,d]-x[t,d])^2.
+  int (*msd_lags_fold)(const StridedMatrix& x, const int64_t* lags, int64_t n_lags, double* out,
+                       int n_threads);
+  /// Fold a column block into squared displacements: out[t] += sum_d (x[t,d]-x[ref,d])^2.
+  int (*displacement_fold)(const StridedMatrix& x, int64_t ref, double* out, int n_threads);
+};
+
+/// The kernel table in use (the best level this CPU supports unless overridden).
+const KernelTable& active_kernels();
+/// Names of the SIMD levels compiled in and supported by this CPU, best first.
+std::vector<std::string> available_simd_levels();
+/// Select a SIMD level by name; throws std::invalid_argument for unknown/unsupported levels.
+void set_simd_level(const std::string& level);
+
+/// Threads the kernels use when the caller passes n_threads <= 0.
+int default_threads();
+/// Whether the kernels were compiled with OpenMP.
+bool openmp_enabled();
+/// Compiler name and version string.
+std::string compiler_id();
+
+/// Smallest power of two >= 2*n_rows - 1 (and >= 4): the FFT length of the all-lag MSD.
+int64_t msd_fft_length(int64_t n_rows);
+
+}  // namespace fractaldiff

@@ -1,0 +1,37 @@
+// Compiled once per SIMD level with -DFD_ARCH_NS=<level> and that level's compiler flags.
+#include "fractaldiff/msd_kernels.hpp"
+
+#ifndef FD_ARCH_NAME
+#define FD_ARCH_NAME "baseline"
+#endif
+
+namespace fractaldiff {
+namespace FD_ARCH_NS {
+
+static int msd_fft_fold(const StridedMatrix& m, int64_t nfft, double* power, double* sqnorm,
+                        int64_t n_direct, double* direct, int n_threads) {
+  return m.dtype == DType::f32
+             ? msd_fft_fold_impl<float>(m, nfft, power, sqnorm, n_direct, direct, n_threads)
+             : msd_fft_fold_impl<double>(m, nfft, power, sqnorm, n_direct, direct, n_threads);
+}
+
+static int msd_lags_fold(const StridedMatrix& m, const int64_t* lags, int64_t n_lags, double* out,
+                         int n_threads) {
+  return m.dtype == DType::f32 ? msd_lags_fold_impl<float>(m, lags, n_lags, out, n_threads)
+                               : msd_lags_fold_impl<double>(m, lags, n_lags, out, n_threads);
+}
+
+static int displacement_fold(const StridedMatrix& m, int64_t ref, double* out, int n_threads) {
+  return m.dtype == DType::f32 ? displacement_fold_impl<float>(m, ref, out, n_threads)
+                               : displacement_fold_impl<double>(m, ref, out, n_threads);
+}
+
+/// The kernel table of this SIMD level.
+const KernelTable& kernel_table() {
+  static const KernelTable table = {FD_ARCH_NAME, &msd_fft_fold, &msd_lags_fold,
+                                    &displacement_fold};
+  return table;
+}
+
+}  // namespace FD_ARCH_NS
+}  // namespace fractaldiff

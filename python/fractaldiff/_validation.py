@@ -1,0 +1,112 @@
+"""Turn bad input into clear exceptions before the compiled kernels see it.
+
+Every check names the argument and says what is wrong with it (shape, dtype, range, NaN/Inf
+position) so that users never see a crash or a silent wrong answer.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_int",
+    "check_lags",
+    "check_n_threads",
+    "check_options",
+    "check_ref",
+]
+
+_MAX_THREADS = 4096
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """Return ``value`` as a Python int, or raise naming ``name``."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_n_threads(n_threads: Any) -> int:
+    """Validate ``n_threads``: None (all cores the kernels may use) or an int >= 1.
+
+    Returns 0 for "default", which the compiled kernels read as "use the OpenMP default".
+    """
+    if n_threads is None:
+        return 0
+    n = check_int(n_threads, "n_threads", minimum=1)
+    if n > _MAX_THREADS:
+        raise ValueError(
+            f"n_threads={n} is more than {_MAX_THREADS}; this machine has {os.cpu_count()} CPUs"
+        )
+    return n
+
+
+def check_options(opts: dict[str, Any], func: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """Reject keyword options a function does not know, listing the ones it does."""
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"{func}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"known options: {', '.join(allowed) if allowed else 'none'}"
+        )
+    return opts
+
+
+def check_device(device: Any, func: str) -> str:
+    """Validate a ``device=`` option: "auto", "cpu" or "cuda"."""
+    if not isinstance(device, str) or device.lower() not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    device = device.lower()
+    if device == "cuda":
+        raise ValueError(
+            f"{func}(device='cuda'): this version of fractaldiff has no CUDA kernel for "
+            f"{func}; use device='cpu' (or 'auto')"
+        )
+    return "cpu"
+
+
+def check_ref(ref: Any, n_rows: int) -> int:
+    """Validate a reference snapshot index (negative values count from the end, as in numpy)."""
+    ref = check_int(ref, "ref")
+    if not -n_rows <= ref < n_rows:
+        raise IndexError(f"ref={ref} is out of range for X with T={n_rows} snapshots")
+    return ref % n_rows
+
+
+def check_lags(lags: Any, n_rows: int) -> np.ndarray:
+    """Validate ``lags=``: a 1-D array of distinct integers in [0, T)."""
+    arr = np.asarray(lags)
+    if arr.ndim != 1:
+        raise ValueError(f"lags must be a 1-D array of integers, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        what = "a boolean array" if arr.dtype.kind == "b" else f"dtype {arr.dtype}"
+        raise TypeError(f"lags must be integers, got {what}")
+    if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"lags holds values too large for int64: {arr.max()}")
+    arr = arr.astype(np.int64, copy=False)
+    bad = np.flatnonzero((arr < 0) | (arr >= n_rows))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"lags[{i}] = {int(arr[i])} is out of range: lags must lie in [0, T-1] = "
+            f"[0, {n_rows - 1}]"
+        )
+    uniq, counts = np.unique(arr, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"lags contains duplicates: {uniq[counts > 1][:5].tolist()}")
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,1845 @@
+"""Power-law exponents of diffusion curves, with honest uncertainties.
+
+The curves this module fits are the time-averaged mean squared displacement
+msd(tau) ~ tau^beta (``msd_exponent`` beta) and the displacement from a reference
+snapshot R(t) ~ t^(1/d_walk) (``displacement_exponent`` = beta / 2 = 1 / d_walk,
+the "alpha" of the paper's Table 1; ``walk_dimension`` d_walk = 2 / beta).
+Every fit is a straight line in log10 y versus log10 t.
+
+Three things make such a fit statistically sound, and this module does all three:
+
+1. **Even weight in log t.** An all-lag MSD has 9/10 of its points in its last
+   decade of lags, and those are the noisiest. Fits therefore use a subset of
+   the points spread evenly in log t (``points_per_decade``) and weight each by
+   the width in log t that it stands for, so every decade counts the same.
+2. **Correlated errors.** Neighbouring lags of a time-averaged MSD share almost
+   all of their data, so their errors are strongly correlated and the scatter of
+   the points about the line says almost nothing about the error of the slope
+   (a naive least-squares interval is typically several times too narrow). The
+   standard error is computed from the covariance between points, taken from
+   (a) replicate curves -- 2-D ``y`` with one row per parameter block or per seed,
+   (b) a ``cov`` matrix you supply, or (c) the exact covariance of the
+   time-averaged MSD of fractional Brownian motion (``cov="fbm"``; Brownian
+   motion is H = 1/2), see :func:`tamsd_covariance`. Only when none is available
+   does it fall back to the scatter about the line, and then it warns.
+3. **A window where one power law holds.** ``window="auto"`` caps lags at a
+   fraction of the trajectory (when ``n_snapshots`` is known), locates
+   crossovers with a continuous piecewise power law (:func:`crossover`) and fits
+   the widest single regime.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+
+__all__ = [
+    "Crossover",
+    "DiffusionExponents",
+    "ExponentFit",
+    "LocalSlope",
+    "Regime",
+    "UncalibratedStderrWarning",
+    "crossover",
+    "fit_displacement",
+    "fit_exponent",
+    "fit_msd",
+    "local_slope",
+    "tamsd_covariance",
+]
+
+_LN10 = math.log(10.0)
+#: fewest points a straight-line fit with an error estimate can use
+MIN_FIT_POINTS = 3
+_COV_STRINGS = ("independent", "fbm", "brownian")
+_CURVES = ("msd", "displacement")
+
+
+class UncalibratedStderrWarning(UserWarning):
+    """The standard error assumes independent points, which a diffusion curve is not.
+
+    Raised by fits of a single 1-D curve when no covariance information was given.
+    Silence it deliberately with ``cov="independent"``; make the interval sound by
+    passing 2-D ``y`` (one row per parameter block or seed), ``cov=<matrix>``, or
+    ``cov="fbm"`` with ``n_snapshots`` and ``effective_dims``.
+    """
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _as_real_array(value: Any, name: str, func: str) -> np.ndarray:
+    """``value`` as a float64 array, or TypeError naming ``name``."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"{func}: {name} must be an array of real numbers, got {type(value).__name__}"
+        )
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{func}: {name} is not a rectangular array ({exc})") from exc
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{func}: {name} must contain real numbers; its objects cannot be "
+                f"converted to float ({exc})"
+            ) from exc
+    elif arr.dtype.kind not in "iuf":
+        raise TypeError(f"{func}: {name} must be an array of real numbers, got dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float64)
+
+
+def _index_text(index: tuple[int, ...]) -> str:
+    return ", ".join(str(int(i)) for i in index)
+
+
+def _require_finite(arr: np.ndarray, name: str, func: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        index = tuple(np.argwhere(bad)[0])
+        raise ValueError(
+            f"{func}: {name} must be finite; {name}[{_index_text(index)}] = {arr[index]}"
+        )
+
+
+def _check_probability(value: Any, name: str, func: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{func}: {name} must be a number in (0, 1), got {value!r}") from exc
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"{func}: {name} must be in (0, 1), got {value!r}")
+    return number
+
+
+def _check_positive(value: Any, name: str, func: str, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{func}: {name} must be {kind} > 0, got {value!r}")
+    if integer and float(value) != int(value):
+        raise TypeError(f"{func}: {name} must be an integer, got {value!r}")
+    if not (math.isfinite(float(value)) and value > 0):
+        raise ValueError(f"{func}: {name} must be finite and > 0, got {value!r}")
+    return float(value)
+
+
+def _validate_curve(t: Any, y: Any, func: str, *, allow_rows: bool = True):
+    """Check t (1-D, increasing, > 0) and y (1-D, or 2-D rows of curves, > 0).
+
+    Returns t, the row array of shape (n_rows, len(t)) and whether y had rows.
+    """
+    t = _as_real_array(t, "t", func)
+    y = _as_real_array(y, "y", func)
+    if t.ndim != 1:
+        raise ValueError(f"{func}: t must be 1-D, got shape {t.shape}")
+    allowed = (1, 2) if allow_rows else (1,)
+    if y.ndim not in allowed:
+        what = "1-D, or 2-D with one curve per row" if allow_rows else "1-D"
+        raise ValueError(f"{func}: y must be {what}, got shape {y.shape}")
+    if y.shape[-1] != t.size:
+        raise ValueError(
+            f"{func}: y has {y.shape[-1]} points along its last axis but t has {t.size}; "
+            "they must match"
+        )
+    if t.size < MIN_FIT_POINTS:
+        raise ValueError(
+            f"{func}: t has {t.size} points; a power-law fit with an error estimate needs "
+            f"at least {MIN_FIT_POINTS}"
+        )
+    _require_finite(t, "t", func)
+    _require_finite(y, "y", func)
+    step = np.diff(t)
+    if np.any(step <= 0):
+        i = int(np.argmax(step <= 0)) + 1
+        raise ValueError(
+            f"{func}: t must be strictly increasing; t[{i}] = {t[i]} follows "
+            f"t[{i - 1}] = {t[i - 1]}"
+        )
+    if t[0] <= 0:
+        raise ValueError(
+            f"{func}: t must be > 0 for a log-log fit; t[0] = {t[0]} "
+            "(drop the zero lag: pass t[1:] and y[..., 1:])"
+        )
+    rows = y[np.newaxis, :] if y.ndim == 1 else y
+    is_rows = y.ndim == 2
+    if is_rows and rows.shape[0] < 2:
+        raise ValueError(
+            f"{func}: 2-D y needs at least 2 rows (replicate curves) to estimate the "
+            f"covariance between points, got shape {y.shape}; pass a 1-D curve instead"
+        )
+    curve_mean = rows.mean(axis=0)
+    if np.any(curve_mean <= 0):
+        i = int(np.argmax(curve_mean <= 0))
+        if is_rows:
+            raise ValueError(
+                f"{func}: the mean of the rows of y must be > 0 for a log-log fit; "
+                f"it is {curve_mean[i]} at column {i} (t = {t[i]})"
+            )
+        raise ValueError(f"{func}: y must be > 0 for a log-log fit; y[{i}] = {y[i]} (t = {t[i]})")
+    return t, rows, is_rows
+
+
+def _resolve_window(window: Any, t: np.ndarray, func: str) -> tuple[float, float]:
+    """A manual window (t_min, t_max) as floats, checked against the data."""
+    if window is None:
+        return float(t[0]), float(t[-1])
+    if isinstance(window, str):
+        raise ValueError(f"{func}: window must be 'auto', None or (t_min, t_max), got {window!r}")
+    try:
+        lo, hi = (float(v) for v in window)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{func}: window must be 'auto', None or a pair (t_min, t_max) of numbers, "
+            f"got {window!r}"
+        ) from exc
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{func}: window must be finite, got {window!r}")
+    if not 0 < lo < hi:
+        raise ValueError(f"{func}: window must satisfy 0 < t_min < t_max, got {window!r}")
+    if hi < t[0] or lo > t[-1]:
+        raise ValueError(
+            f"{func}: window ({lo:g}, {hi:g}) lies outside the data; t spans "
+            f"[{t[0]:g}, {t[-1]:g}]"
+        )
+    inside = np.count_nonzero(_window_mask(t, lo, hi))
+    if inside < MIN_FIT_POINTS:
+        raise ValueError(
+            f"{func}: window ({lo:g}, {hi:g}) contains {inside} point(s) of t; a power-law "
+            f"fit with an error estimate needs at least {MIN_FIT_POINTS}"
+        )
+    return lo, hi
+
+
+def _window_mask(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    slack = 1e-12
+    return (t >= lo * (1 - slack)) & (t <= hi * (1 + slack))
+
+
+# --------------------------------------------------------------------------- log-even points
+
+
+def _log_even_subset(t: np.ndarray, mask: np.ndarray, points_per_decade: float) -> np.ndarray:
+    """Indices of ``t[mask]`` spread evenly in log t, at most ``points_per_decade`` a decade.
+
+    For each target of a geometric grid the nearest point in log t is taken;
+    duplicates collapse, so where the data are sparser than the grid (small
+    integer lags) every point is kept.
+    """
+    candidates = np.flatnonzero(mask)
+    x = np.log10(t[candidates])
+    span = x[-1] - x[0]
+    n_targets = max(int(math.ceil(span * points_per_decade)) + 1, 2)
+    targets = np.linspace(x[0], x[-1], n_targets)
+    right = np.clip(np.searchsorted(x, targets), 1, x.size - 1)
+    left = right - 1
+    nearest = np.where(targets - x[left] <= x[right] - targets, left, right)
+    return candidates[np.unique(nearest)]
+
+
+def _log_spacing_weights(x: np.ndarray) -> np.ndarray:
+    """Width in log t that each point of ``x`` (increasing) stands for (trapezoid rule)."""
+    if x.size == 1:
+        return np.ones(1)
+    gaps = np.diff(x)
+    weights = np.empty_like(x)
+    weights[0] = gaps[0] / 2
+    weights[-1] = gaps[-1] / 2
+    weights[1:-1] = (gaps[:-1] + gaps[1:]) / 2
+    return weights / weights.mean()
+
+
+# --------------------------------------------------------------------------- covariance models
+
+
+def tamsd_covariance(lags: Any, n_snapshots: int, hurst: float = 0.5, *, n_dims: float = 1):
+    """Exact covariance of the time-averaged MSD of fractional Brownian motion.
+
+    For ``n_dims`` independent coordinates, each a unit fBm sampled at integer
+    times 0..T-1 (T = ``n_snapshots``) so that E[(x(t+n) - x(t))^2] = n^{2H}, the
+    time-averaged MSD
+
+        msd(n) = 1/N_n sum_{t=0}^{N_n - 1} ||x(t+n) - x(t)||^2,   N_n = T - n,
+
+    has mean ``n_dims * n^{2H}`` and, between lags n and m,
+
+        Cov[msd(n), msd(m)] = 2 n_dims / (N_n N_m) * sum_u c(u) g(u)^2.
+
+    Derivation: write Delta_t(n) = x(t+n) - x(t) for one coordinate. From
+    Cov[x(a), x(b)] = (|a|^{2H} + |b|^{2H} - |a - b|^{2H}) / 2,
+
+        g(u) = Cov[Delta_t(n), Delta_{t+u}(m)]
+             = (|n - u|^{2H} + |u + m|^{2H} - |u|^{2H} - |u + m - n|^{2H}) / 2,
+
+    which depends only on the offset u = s - t. For zero-mean Gaussian variables
+    Isserlis' theorem gives Cov[A^2, B^2] = 2 Cov[A, B]^2, so each pair of squared
+    increments contributes 2 g(u)^2; c(u) = #{t in [0, N_n) : t + u in [0, N_m)}
+    counts the pairs at offset u, and independent coordinates add. For Brownian
+    motion (H = 1/2) g(u) is the overlap, in steps, of the windows [t, t+n) and
+    [t+u, t+u+m), so only |u| < n + m contributes; for H != 1/2 every offset does
+    (long-range correlated increments). The sum is evaluated exactly, O(T) per pair.
+
+    Parameters
+    ----------
+    lags : array_like of int, shape (L,)
+        Lags in snapshots, 1 <= lag <= n_snapshots - 1.
+    n_snapshots : int
+        Number of snapshots T behind the time-averaged MSD.
+    hurst : float, default 0.5
+        Hurst exponent H in (0, 1); the MSD exponent is 2H.
+    n_dims : float, default 1
+        Number of independent, identically diffusing coordinates (the covariance
+        scales linearly, the relative covariance as 1 / n_dims).
+
+    Returns
+    -------
+    ndarray, shape (L, L), float64
+        Covariance of the time-averaged MSD at ``lags`` (in squared units of the
+        unit-fBm coordinates). Divide by ``outer(mean, mean)`` with
+        ``mean = n_dims * lags**(2*hurst)`` for the relative covariance.
+    """
+    func = "tamsd_covariance"
+    lag_values = _as_real_array(lags, "lags", func)
+    if lag_values.ndim != 1 or lag_values.size == 0:
+        raise ValueError(f"{func}: lags must be a non-empty 1-D array, got shape {lag_values.shape}")
+    _require_finite(lag_values, "lags", func)
+    n_snap = int(_check_positive(n_snapshots, "n_snapshots", func, integer=True))
+    if np.any(lag_values != np.round(lag_values)):
+        raise ValueError(f"{func}: lags must be whole numbers of snapshots")
+    lag_int = lag_values.astype(np.int64)
+    if lag_int.min() < 1 or lag_int.max() > n_snap - 1:
+        raise ValueError(
+            f"{func}: lags must lie in [1, n_snapshots - 1] = [1, {n_snap - 1}], got "
+            f"[{lag_int.min()}, {lag_int.max()}]"
+        )
+    if not 0.0 < float(hurst) < 1.0:
+        raise ValueError(f"{func}: hurst must be in (0, 1), got {hurst!r}")
+    dims = _check_positive(n_dims, "n_dims", func)
+    return dims * _tamsd_covariance_unit(lag_int, n_snap, float(hurst))
+
+
+def _tamsd_covariance_unit(lags: np.ndarray, n_snap: int, hurst: float) -> np.ndarray:
+    """:func:`tamsd_covariance` for one coordinate, no checks."""
+    two_h = 2.0 * hurst
+    max_lag = int(lags.max())
+    # |v|^{2H} for every integer |v| that occurs, looked up instead of recomputed
+    powers = np.arange(n_snap + 2 * max_lag + 1, dtype=np.float64) ** two_h
+    offsets = np.arange(-(n_snap - 1), n_snap, dtype=np.int64)
+    size = lags.size
+    out = np.empty((size, size))
+    for i in range(size):
+        n = lags[i]
+        count_n = n_snap - n
+        for j in range(i, size):
+            m = lags[j]
+            count_m = n_snap - m
+            u = offsets[(offsets > -count_n) & (offsets < count_m)]
+            pairs = np.minimum(count_n, count_m - u) - np.maximum(0, -u)
+            g = 0.5 * (
+                powers[np.abs(n - u)]
+                + powers[np.abs(u + m)]
+                - powers[np.abs(u)]
+                - powers[np.abs(u + m - n)]
+            )
+            value = 2.0 * np.dot(pairs, g * g) / (count_n * count_m)
+            out[i, j] = out[j, i] = value
+    return out
+
+
+def _displacement_relative_covariance(times: np.ndarray, hurst: float) -> np.ndarray:
+    """Relative covariance of R(t) = |x(t) - x(0)| for one unit-fBm coordinate (delta method).
+
+    Cov[x(t)^2, x(s)^2] = 2 gamma(t, s)^2, gamma(t, s) = (t^{2H} + s^{2H} - |t-s|^{2H}) / 2;
+    R = sqrt(R^2) so Cov[R(t), R(s)] / (R(t) R(s)) = Cov[R^2(t), R^2(s)] / (4 t^{2H} s^{2H}).
+    """
+    two_h = 2.0 * hurst
+    tt, ss = np.meshgrid(times, times, indexing="ij")
+    gamma = 0.5 * (tt**two_h + ss**two_h - np.abs(tt - ss) ** two_h)
+    return 2.0 * gamma**2 / (4.0 * tt**two_h * ss**two_h)
+
+
+@dataclass
+class _Noise:
+    """Where the covariance between the points of the fitted curve comes from."""
+
+    source: str  # "rows", "cov", "fbm", "brownian" or "independent"
+    dof: float  # degrees of freedom of the interval's t quantile
+    t: np.ndarray
+    curve: np.ndarray
+    rows: np.ndarray | None = None  # relative deviations of the rows, (n_rows, N)
+    relative_cov: np.ndarray | None = None  # cov of y / outer(y, y), (N, N)
+    curve_kind: str = "msd"
+    n_snapshots: int | None = None
+    effective_dims: float | None = None
+    snapshot_spacing: float = 1.0
+
+    @property
+    def known(self) -> bool:
+        return self.source != "independent"
+
+    def log_cov(self, idx: np.ndarray, exponent: float) -> np.ndarray | None:
+        """Covariance of log10 of the curve at ``idx`` (None for 'independent')."""
+        if self.source == "independent":
+            return None
+        if self.source == "rows":
+            dev = self.rows[:, idx]
+            rel = np.atleast_2d(np.cov(dev, rowvar=False)) / dev.shape[0]
+        elif self.source == "cov":
+            rel = self.relative_cov[np.ix_(idx, idx)]
+        else:
+            rel = self._analytic(idx, exponent)
+        return rel / _LN10**2
+
+    def hurst(self, exponent: float) -> float:
+        if self.source == "brownian":
+            return 0.5
+        hurst = exponent / 2.0 if self.curve_kind == "msd" else exponent
+        return float(np.clip(hurst, 0.02, 0.98))
+
+    def _analytic(self, idx: np.ndarray, exponent: float) -> np.ndarray:
+        hurst = self.hurst(exponent)
+        if self.curve_kind == "msd":
+            lags = np.round(self.t[idx] / self.snapshot_spacing).astype(np.int64)
+            cov = _tamsd_covariance_unit(lags, self.n_snapshots, hurst)
+            mean = lags.astype(np.float64) ** (2.0 * hurst)
+            rel = cov / np.outer(mean, mean)
+        else:
+            rel = _displacement_relative_covariance(self.t[idx], hurst)
+        return rel / self.effective_dims
+
+
+def _resolve_noise(
+    func: str,
+    t: np.ndarray,
+    rows: np.ndarray,
+    is_rows: bool,
+    curve: np.ndarray,
+    *,
+    cov: Any,
+    n_snapshots: Any,
+    effective_dims: Any,
+    snapshot_spacing: Any,
+    curve_kind: str,
+    warn: bool = True,
+) -> _Noise:
+    if curve_kind not in _CURVES:
+        raise ValueError(f"{func}: curve must be one of {_CURVES}, got {curve_kind!r}")
+    spacing = _check_positive(snapshot_spacing, "snapshot_spacing", func)
+    n_snap = None
+    if n_snapshots is not None:
+        n_snap = int(_check_positive(n_snapshots, "n_snapshots", func, integer=True))
+    dims = None
+    if effective_dims is not None:
+        dims = _check_positive(effective_dims, "effective_dims", func)
+    common = dict(
+        t=t, curve=curve, curve_kind=curve_kind, n_snapshots=n_snap,
+        effective_dims=dims, snapshot_spacing=spacing,
+    )  # fmt: skip
+    if is_rows:
+        if cov is not None:
+            raise ValueError(
+                f"{func}: pass either 2-D y (replicate curves, whose spread gives the "
+                "covariance) or cov, not both"
+            )
+        n_rows = rows.shape[0]
+        relative = rows / rows.mean(axis=0) - 1.0
+        return _Noise("rows", float(n_rows - 1), rows=relative, **common)
+    if cov is None:
+        ready = dims is not None and (curve_kind == "displacement" or n_snap is not None)
+        if ready:
+            cov = "fbm"
+        else:
+            if warn:
+                warnings.warn(
+                    f"{func}: the standard error of a single curve assumes independent "
+                    "points, and the points of a diffusion curve are strongly correlated, "
+                    "so the interval is too narrow. Pass 2-D y (one row per parameter "
+                    "block or seed), cov=<matrix>, or cov='fbm' with n_snapshots and "
+                    "effective_dims; cov='independent' silences this warning.",
+                    UncalibratedStderrWarning,
+                    stacklevel=3,
+                )
+            cov = "independent"
+    if isinstance(cov, str):
+        if cov not in _COV_STRINGS:
+            raise ValueError(
+                f"{func}: cov must be None, a (len(t), len(t)) matrix or one of "
+                f"{_COV_STRINGS}, got {cov!r}"
+            )
+        if cov == "independent":
+            return _Noise("independent", math.nan, **common)
+        if dims is None:
+            raise ValueError(
+                f"{func}: cov={cov!r} needs effective_dims, the number of independent, "
+                "identically diffusing coordinates (not the parameter count of a network; "
+                "when unsure, pass per-block curves as 2-D y instead)"
+            )
+        if curve_kind == "msd":
+            if n_snap is None:
+                raise ValueError(
+                    f"{func}: cov={cov!r} for a time-averaged MSD needs n_snapshots, the "
+                    "number of snapshots T behind it"
+                )
+            lags = t / spacing
+            if np.any(np.abs(lags - np.round(lags)) > 1e-6 * np.maximum(lags, 1.0)):
+                raise ValueError(
+                    f"{func}: cov={cov!r} needs t to be whole multiples of snapshot_spacing "
+                    f"= {spacing:g} (lags in snapshots)"
+                )
+            if np.round(lags[-1]) > n_snap - 1:
+                raise ValueError(
+                    f"{func}: t reaches lag {np.round(lags[-1]):g} snapshots but n_snapshots "
+                    f"= {n_snap} allows at most {n_snap - 1}"
+                )
+        return _Noise(cov, math.inf, **common)
+    matrix = _as_real_array(cov, "cov", func)
+    if matrix.shape != (t.size, t.size):
+        raise ValueError(
+            f"{func}: cov must have shape (len(t), len(t)) = ({t.size}, {t.size}), got "
+            f"{matrix.shape}"
+        )
+    _require_finite(matrix, "cov", func)
+    if not np.allclose(matrix, matrix.T, rtol=1e-8, atol=1e-14 * np.abs(matrix).max()):
+        raise ValueError(f"{func}: cov must be symmetric")
+    if np.any(np.diag(matrix) < 0):
+        raise ValueError(f"{func}: cov must have a non-negative diagonal (variances)")
+    relative = matrix / np.outer(curve, curve)
+    return _Noise("cov", math.inf, relative_cov=relative, **common)
+
+
+# --------------------------------------------------------------------------- line fits
+
+
+def _weighted_line(x: np.ndarray, z: np.ndarray, w: np.ndarray):
+    """Weighted least squares z = a + b (x - xc); returns (coef, A, X, xc) with coef = A z."""
+    xc = float(np.sum(w * x) / np.sum(w))
+    design = np.column_stack([np.ones_like(x), x - xc])
+    weighted = design.T * w
+    solver = np.linalg.solve(weighted @ design, weighted)
+    return solver @ z, solver, design, xc
+
+
+def _residual_cov(design: np.ndarray, z: np.ndarray, coef: np.ndarray, w: np.ndarray):
+    resid = z - design @ coef
+    dof = design.shape[0] - design.shape[1]
+    if dof <= 0:
+        return np.full((design.shape[1],) * 2, np.nan), 0.0
+    scale = float(np.sum(w * resid**2) / dof)
+    return scale * np.linalg.inv((design.T * w) @ design), float(dof)
+
+
+def _stable_inverse(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a covariance matrix with eigenvalues floored at 1e-10 of the largest."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    floor = max(values.max(), 1e-300) * 1e-10
+    return (vectors / np.maximum(values, floor)) @ vectors.T
+
+
+def _gls_line(x: np.ndarray, z: np.ndarray, log_cov: np.ndarray):
+    """Generalized least squares z = a + b (x - xc); returns (coef, cov_coef, xc)."""
+    xc = float(x.mean())
+    design = np.column_stack([np.ones_like(x), x - xc])
+    precision = _stable_inverse(log_cov)
+    normal = design.T @ precision @ design
+    coef_cov = np.linalg.inv(normal)
+    coef = coef_cov @ (design.T @ precision @ z)
+    return coef, coef_cov, xc
+
+
+def _shrunk_correlation_cov(deviations: np.ndarray) -> np.ndarray:
+    """Covariance of the mean of the rows, correlation shrunk toward the identity.
+
+    Schaefer-Strimmer: the sample correlation r_ij is pulled toward 0 by the
+    intensity lambda = sum_{i!=j} Var(r_ij) / sum_{i!=j} r_ij^2 (clipped to [0, 1]),
+    so the matrix is invertible even with fewer rows than points.
+    """
+    n_rows = deviations.shape[0]
+    centred = deviations - deviations.mean(axis=0)
+    scale = centred.std(axis=0, ddof=1)
+    scale = np.where(scale > 0, scale, 1e-300)
+    standard = centred / scale
+    products = standard[:, :, None] * standard[:, None, :]
+    corr = products.sum(axis=0) / (n_rows - 1)
+    corr_var = (
+        n_rows / (n_rows - 1) ** 3 * ((products - products.mean(axis=0)) ** 2).sum(axis=0)
+    )
+    off = ~np.eye(corr.shape[0], dtype=bool)
+    denom = float(np.sum(corr[off] ** 2))
+    intensity = 1.0 if denom == 0 else float(np.clip(corr_var[off].sum() / denom, 0.0, 1.0))
+    shrunk = (1.0 - intensity) * corr
+    np.fill_diagonal(shrunk, 1.0)
+    return shrunk * np.outer(scale, scale) / n_rows
+
+
+def _gls_rows(x: np.ndarray, rows: np.ndarray):
+    """GLS on the mean of the rows with a shrunk covariance; jackknife over rows for the error.
+
+    ``rows`` are the replicate curves at the chosen points, shape (n_rows, L).
+    Returns (coef, coef_cov, xc); coef_cov is the leave-one-row-out jackknife
+    covariance, which includes the noise of the estimated weights.
+    """
+
+    def one(subset: np.ndarray):
+        mean = subset.mean(axis=0)
+        z = np.log10(mean)
+        log_cov = _shrunk_correlation_cov(subset / mean - 1.0) / _LN10**2
+        return _gls_line(x, z, log_cov)
+
+    coef, _, xc = one(rows)
+    n_rows = rows.shape[0]
+    if n_rows < 3:
+        return coef, np.full((2, 2), np.nan), xc
+    leave_one_out = []
+    for i in range(n_rows):
+        subset = np.delete(rows, i, axis=0)
+        if np.any(subset.mean(axis=0) <= 0):
+            continue
+        sub_coef, _, sub_xc = one(subset)
+        # express in the same centring as the full fit
+        leave_one_out.append([sub_coef[0] + sub_coef[1] * (xc - sub_xc), sub_coef[1]])
+    jack = np.array(leave_one_out)
+    k = jack.shape[0]
+    diff = jack - jack.mean(axis=0)
+    return coef, (k - 1) / k * (diff.T @ diff), xc
+
+
+def _quantile(confidence: float, dof: float) -> float:
+    upper = 0.5 + confidence / 2.0
+    if not math.isfinite(dof):
+        return float(stats.norm.ppf(upper))
+    if dof <= 0:
+        return math.nan
+    return float(stats.t.ppf(upper, dof))
+
+
+def _weighted_r2(z: np.ndarray, fitted: np.ndarray, w: np.ndarray) -> float:
+    zbar = np.sum(w * z) / np.sum(w)
+    total = float(np.sum(w * (z - zbar) ** 2))
+    if total == 0:
+        return 1.0
+    return 1.0 - float(np.sum(w * (z - fitted) ** 2)) / total
+
+
+# --------------------------------------------------------------------------- plotting
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "plot() needs matplotlib, an optional extra: pip install fractaldiff[plot]"
+        ) from exc
+    return plt
+
+
+def _axes(ax):
+    if ax is None:
+        _, ax = _pyplot().subplots()
+    else:
+        _pyplot()
+    return ax
+
+
+def _fmt(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ExponentFit:
+    """A power law y = prefactor * t^exponent fitted on log-log axes.
+
+    Attributes
+    ----------
+    exponent : float
+        Slope of log y against log t.
+    stderr : float
+        Standard error of ``exponent`` (see ``stderr_source``).
+    ci : tuple of float
+        Two-sided interval for ``exponent`` at level ``confidence`` (Student t
+        with ``dof`` degrees of freedom; normal when ``dof`` is infinite).
+    prefactor : float
+        y at t = 1 on the fitted line, in the units of y (t in the units of t).
+    prefactor_ci : tuple of float
+        Interval for ``prefactor`` (exponentiated from the log10 intercept).
+    r2 : float
+        Coefficient of determination of the line in log10 space, with the
+        log-even weights.
+    window : tuple of float
+        (first, last) t of the points used, in the units of t.
+    method : str
+        ``"ols"`` or ``"gls"``.
+    stderr_source : str
+        Where the covariance between points came from: ``"rows"`` (replicate
+        curves), ``"cov"`` (matrix given), ``"fbm"`` / ``"brownian"`` (analytic
+        model, see :func:`tamsd_covariance`) or ``"independent"`` (scatter about
+        the line: not calibrated for correlated curves).
+    confidence : float
+        Level of ``ci`` and ``prefactor_ci``.
+    dof : float
+        Degrees of freedom of the interval's t quantile.
+    t, y : ndarray, shape (n_points,)
+        The points used (log-even subset of the window) and the fitted curve there.
+    weights : ndarray, shape (n_points,)
+        Log-spacing weights of the points (mean 1); used by OLS and by ``r2``.
+    """
+
+    exponent: float
+    stderr: float
+    ci: tuple[float, float]
+    prefactor: float
+    prefactor_ci: tuple[float, float]
+    r2: float
+    window: tuple[float, float]
+    method: str
+    stderr_source: str
+    confidence: float
+    dof: float
+    t: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    t_data: np.ndarray = field(repr=False)
+    y_data: np.ndarray = field(repr=False)
+
+    @property
+    def n_points(self) -> int:
+        """Number of points the line was fitted to."""
+        return int(self.t.size)
+
+    def predict(self, t: Any) -> np.ndarray:
+        """Fitted power law at ``t`` (same units as the data)."""
+        return self.prefactor * np.asarray(t, dtype=np.float64) ** self.exponent
+
+    def __repr__(self) -> str:
+        level = f"{100 * self.confidence:g}%"
+        return (
+            f"ExponentFit(exponent={_fmt(self.exponent)} ± {_fmt(self.stderr)} "
+            f"[{level} CI {_fmt(self.ci[0])}, {_fmt(self.ci[1])}], "
+            f"prefactor={_fmt(self.prefactor)}, r2={self.r2:.4f}, "
+            f"window=({_fmt(self.window[0])}, {_fmt(self.window[1])}), "
+            f"n_points={self.n_points}, method={self.method!r}, "
+            f"stderr_source={self.stderr_source!r})"
+        )
+
+    def plot(self, ax=None, *, show_data: bool = True):
+        """Data, fitted points and the fitted line on log-log axes.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Axes to draw on; a new figure is made when omitted.
+        show_data : bool, default True
+            Also draw the full input curve.
+
+        Returns
+        -------
+        matplotlib Axes
+        """
+        ax = _axes(ax)
+        if show_data:
+            ax.plot(self.t_data, self.y_data, color="0.7", lw=1, label="data")
+        ax.plot(self.t, self.y, "o", ms=4, color="C0", label="fitted points")
+        grid = np.geomspace(self.window[0], self.window[1], 100)
+        ax.plot(
+            grid,
+            self.predict(grid),
+            color="C3",
+            lw=2,
+            label=f"slope {_fmt(self.exponent)} ± {_fmt(self.stderr)}",
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("t")
+        ax.set_ylabel("y")
+        ax.legend()
+        return ax
+
+
+@dataclass(frozen=True, repr=False)
+class Regime:
+    """One straight segment of a piecewise power law.
+
+    Attributes
+    ----------
+    window : tuple of float
+        (t_start, t_end) of the segment; interior ends are breakpoints.
+    exponent, stderr : float
+        Slope of log y against log t in the segment and its standard error
+        (conditional on the breakpoints: their uncertainty is not included).
+    ci : tuple of float
+        Interval for ``exponent``.
+    prefactor : float
+        y at t = 1 on the segment's line.
+    """
+
+    window: tuple[float, float]
+    exponent: float
+    stderr: float
+    ci: tuple[float, float]
+    prefactor: float
+
+    def __repr__(self) -> str:
+        return (
+            f"Regime(t=({_fmt(self.window[0])}, {_fmt(self.window[1])}), "
+            f"exponent={_fmt(self.exponent)} ± {_fmt(self.stderr)})"
+        )
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Crossover:
+    """A continuous piecewise power law: straight segments in log-log joined at breakpoints.
+
+    Attributes
+    ----------
+    regimes : tuple of Regime
+        Segments in increasing t.
+    breakpoints : tuple of float
+        t where consecutive segments meet (len(regimes) - 1 of them).
+    r2 : float
+        Weighted r^2 of the whole piecewise line in log10 space.
+    stderr_source : str
+        As for :class:`ExponentFit`.
+    confidence : float
+        Level of the regimes' intervals.
+    t, y, weights : ndarray
+        Points used (log-even subset) and their weights.
+    t_data, y_data : ndarray
+        The full input curve.
+    """
+
+    regimes: tuple[Regime, ...]
+    breakpoints: tuple[float, ...]
+    r2: float
+    stderr_source: str
+    confidence: float
+    t: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    t_data: np.ndarray = field(repr=False)
+    y_data: np.ndarray = field(repr=False)
+
+    @property
+    def exponents(self) -> tuple[float, ...]:
+        """Exponent of each regime, in increasing t."""
+        return tuple(r.exponent for r in self.regimes)
+
+    @property
+    def n_breaks(self) -> int:
+        """Number of breakpoints."""
+        return len(self.breakpoints)
+
+    def predict(self, t: Any) -> np.ndarray:
+        """The piecewise power law at ``t``."""
+        t = np.asarray(t, dtype=np.float64)
+        out = np.empty_like(t)
+        edges = np.concatenate([[-np.inf], self.breakpoints, [np.inf]])
+        for regime, lo, hi in zip(self.regimes, edges[:-1], edges[1:]):
+            inside = (t >= lo) & (t <= hi)
+            out[inside] = regime.prefactor * t[inside] ** regime.exponent
+        return out
+
+    def __repr__(self) -> str:
+        parts = ", ".join(repr(r) for r in self.regimes)
+        breaks = ", ".join(_fmt(b) for b in self.breakpoints)
+        return f"Crossover(breakpoints=({breaks}), regimes=[{parts}], r2={self.r2:.4f})"
+
+    def plot(self, ax=None, *, show_data: bool = True):
+        """Data and the piecewise power law on log-log axes, breakpoints marked.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+        show_data : bool, default True
+
+        Returns
+        -------
+        matplotlib Axes
+        """
+        ax = _axes(ax)
+        if show_data:
+            ax.plot(self.t_data, self.y_data, color="0.7", lw=1, label="data")
+        ax.plot(self.t, self.y, "o", ms=3, color="C0", label="fitted points")
+        for k, regime in enumerate(self.regimes):
+            grid = np.geomspace(regime.window[0], regime.window[1], 50)
+            ax.plot(
+                grid,
+                regime.prefactor * grid**regime.exponent,
+                lw=2,
+                color=f"C{(k + 1) % 10}",
+                label=f"slope {_fmt(regime.exponent)} ± {_fmt(regime.stderr)}",
+            )
+        for b in self.breakpoints:
+            ax.axvline(b, color="0.4", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("t")
+        ax.set_ylabel("y")
+        ax.legend()
+        return ax
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LocalSlope:
+    """Smoothed local exponent d log y / d log t.
+
+    Attributes
+    ----------
+    t : ndarray, shape (n,)
+        Where the slope is evaluated (units of the input t).
+    slope : ndarray, shape (n,)
+        Local-linear kernel estimate of d log y / d log t.
+    stderr : ndarray or None, shape (n,)
+        Standard error of ``slope`` when the covariance between points is known
+        (2-D y or ``cov``), else None.
+    bandwidth : float
+        Standard deviation of the Gaussian kernel, in decades of t.
+    """
+
+    t: np.ndarray
+    slope: np.ndarray
+    stderr: np.ndarray | None
+    bandwidth: float
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalSlope(n={self.t.size}, t=({_fmt(self.t[0])}..{_fmt(self.t[-1])}), "
+            f"slope=({_fmt(float(self.slope.min()))}..{_fmt(float(self.slope.max()))}), "
+            f"bandwidth={self.bandwidth:g} decades)"
+        )
+
+    def plot(self, ax=None, *, reference: tuple[float, ...] = (1.0,)):
+        """Local slope against t (log x axis), with a band of ±2 stderr when known.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+        reference : tuple of float, default (1.0,)
+            Horizontal reference lines (1 = Brownian for an MSD).
+
+        Returns
+        -------
+        matplotlib Axes
+        """
+        ax = _axes(ax)
+        ax.plot(self.t, self.slope, color="C0", label="local slope")
+        if self.stderr is not None:
+            ax.fill_between(
+                self.t,
+                self.slope - 2 * self.stderr,
+                self.slope + 2 * self.stderr,
+                color="C0",
+                alpha=0.25,
+                label="±2 stderr",
+            )
+        for level in reference:
+            ax.axhline(level, color="0.5", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("t")
+        ax.set_ylabel("d log y / d log t")
+        ax.legend()
+        return ax
+
+
+# --------------------------------------------------------------------------- piecewise fits
+
+
+@dataclass
+class _Piecewise:
+    breaks: np.ndarray  # in log10 t, increasing
+    coef: np.ndarray  # [a, b0, d1..dk] of z = a + b0 (x - xc) + sum d_j (x - b_j)_+
+    xc: float
+    sse: float
+    slopes: np.ndarray
+    slope_cov: np.ndarray | None
+    solver: np.ndarray  # coef = solver @ z
+
+
+def _piecewise_design(x: np.ndarray, breaks: np.ndarray, xc: float) -> np.ndarray:
+    cols = [np.ones_like(x), x - xc]
+    cols.extend(np.maximum(x - b, 0.0) for b in breaks)
+    return np.column_stack(cols)
+
+
+def _segment_counts(x: np.ndarray, breaks: np.ndarray) -> np.ndarray:
+    """Points in each closed segment [edge_j, edge_{j+1}], for a (..., k) array of breaks."""
+    lo = np.searchsorted(x, breaks, side="left")  # first index >= break
+    hi = np.searchsorted(x, breaks, side="right")  # first index > break
+    starts = np.concatenate([np.zeros(breaks.shape[:-1] + (1,), dtype=int), lo], axis=-1)
+    ends = np.concatenate([hi, np.full(breaks.shape[:-1] + (1,), x.size)], axis=-1)
+    return ends - starts
+
+
+def _feasible(x: np.ndarray, breaks: np.ndarray, min_width: float, min_points: int) -> np.ndarray:
+    edges = np.concatenate(
+        [np.full(breaks.shape[:-1] + (1,), x[0]), breaks, np.full(breaks.shape[:-1] + (1,), x[-1])],
+        axis=-1,
+    )
+    wide = np.all(np.diff(edges, axis=-1) >= min_width - 1e-12, axis=-1)
+    return wide & np.all(_segment_counts(x, breaks) >= min_points, axis=-1)
+
+
+def _batch_sse(x, z, w, breaks_batch: np.ndarray, xc: float) -> np.ndarray:
+    """Weighted SSE of the best continuous piecewise line for each row of breakpoints."""
+    hinge = np.maximum(x[None, :, None] - breaks_batch[:, None, :], 0.0)
+    base = np.broadcast_to(
+        np.column_stack([np.ones_like(x), x - xc])[None], (breaks_batch.shape[0], x.size, 2)
+    )
+    design = np.concatenate([base, hinge], axis=2)  # (n, L, p)
+    weighted = design * w[None, :, None]
+    normal = np.einsum("nlp,nlq->npq", weighted, design)
+    rhs = np.einsum("nlp,l->np", weighted, z)
+    coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    resid = z[None, :] - np.einsum("nlp,np->nl", design, coef)
+    return np.sum(w[None, :] * resid**2, axis=1)
+
+
+def _best_breaks(x, z, w, n_breaks, min_width, min_points) -> np.ndarray | None:
+    """Breakpoints (log10 t) minimising the weighted SSE: grid search, then Nelder-Mead."""
+    xc = float(np.sum(w * x) / np.sum(w))
+    lo, hi = x[0] + min_width, x[-1] - min_width
+    if hi <= lo:
+        return None
+    grid_size = {1: 120, 2: 48, 3: 24}.get(n_breaks, 14)
+    grid = np.linspace(lo, hi, grid_size)
+    combos = np.array(list(itertools.combinations(grid, n_breaks)))
+    combos = combos[_feasible(x, combos, min_width, min_points)]
+    if combos.shape[0] == 0:
+        return None
+    sse = np.concatenate(
+        [_batch_sse(x, z, w, chunk, xc) for chunk in np.array_split(combos, max(1, combos.shape[0] // 2000))]
+    )
+    start = combos[int(np.argmin(sse))]
+    penalty = 10.0 * float(np.sum(w * (z - np.sum(w * z) / np.sum(w)) ** 2)) + 1.0
+
+    def objective(b):
+        b = np.sort(np.asarray(b, dtype=np.float64))
+        if not _feasible(x, b[None, :], min_width, min_points)[0]:
+            return penalty
+        return float(_batch_sse(x, z, w, b[None, :], xc)[0])
+
+    step = (grid[1] - grid[0]) if grid.size > 1 else 0.1
+    simplex = np.vstack([start] + [start + step * np.eye(n_breaks)[i] for i in range(n_breaks)])
+    result = optimize.minimize(
+        objective,
+        start,
+        method="Nelder-Mead",
+        options={"xatol": 1e-7, "fatol": 1e-14, "initial_simplex": simplex, "maxiter": 400 * n_breaks},
+    )
+    best = np.sort(result.x) if result.fun <= objective(start) else start
+    return best
+
+
+def _fit_piecewise(x, z, w, breaks, log_cov) -> _Piecewise:
+    xc = float(np.sum(w * x) / np.sum(w))
+    design = _piecewise_design(x, breaks, xc)
+    weighted = design.T * w
+    solver = np.linalg.solve(weighted @ design, weighted)
+    coef = solver @ z
+    resid = z - design @ coef
+    sse = float(np.sum(w * resid**2))
+    k = breaks.size
+    to_slopes = np.tril(np.ones((k + 1, k + 1)))
+    mapping = np.zeros((k + 1, k + 2))
+    mapping[:, 1:] = to_slopes
+    slopes = mapping @ coef
+    if log_cov is not None:
+        coef_cov = solver @ log_cov @ solver.T
+    else:
+        coef_cov, _ = _residual_cov(design, z, coef, w)
+    slope_cov = mapping @ coef_cov @ mapping.T
+    return _Piecewise(breaks, coef, xc, sse, slopes, slope_cov, solver)
+
+
+def _select_piecewise(
+    x, z, w, log_cov, *, n_breaks, max_breaks, min_width, min_points, min_change, z_crit=3.0
+) -> _Piecewise:
+    """Fixed ``n_breaks``, or (``n_breaks=None``) the most breaks that pass every test.
+
+    A k-break model replaces the (k-1)-break one only if its weighted SSE is at
+    most half as large, every regime spans ``min_width`` decades and
+    ``min_points`` points, consecutive exponents differ by at least
+    ``min_change`` and, when the covariance is known, by at least ``z_crit``
+    standard errors.
+    """
+    if n_breaks is not None:
+        if n_breaks == 0:
+            return _fit_piecewise(x, z, w, np.zeros(0), log_cov)
+        breaks = _best_breaks(x, z, w, n_breaks, min_width, min_points)
+        if breaks is None:
+            return None
+        return _fit_piecewise(x, z, w, breaks, log_cov)
+    current = _fit_piecewise(x, z, w, np.zeros(0), log_cov)
+    for k in range(1, max_breaks + 1):
+        breaks = _best_breaks(x, z, w, k, min_width, min_points)
+        if breaks is None:
+            break
+        candidate = _fit_piecewise(x, z, w, breaks, log_cov)
+        changes = np.diff(candidate.slopes)
+        if np.min(np.abs(changes)) < min_change:
+            break
+        if candidate.sse > 0.5 * current.sse:
+            break
+        if log_cov is not None:
+            diff_op = np.diff(np.eye(k + 1), axis=0)
+            change_var = np.diag(diff_op @ candidate.slope_cov @ diff_op.T)
+            change_se = np.sqrt(np.maximum(change_var, 0.0))
+            if np.any(np.abs(changes) < z_crit * change_se):
+                break
+        current = candidate
+    return current
+
+
+# --------------------------------------------------------------------------- public fits
+
+
+def _combine(rows: np.ndarray, combine_rows: str, func: str) -> np.ndarray:
+    if combine_rows == "mean":
+        return rows.mean(axis=0)
+    if combine_rows == "sum":
+        return rows.sum(axis=0)
+    raise ValueError(f"{func}: combine_rows must be 'mean' or 'sum', got {combine_rows!r}")
+
+
+def _check_points_per_decade(value: Any, func: str) -> float:
+    ppd = _check_positive(value, "points_per_decade", func)
+    if ppd < 2:
+        raise ValueError(f"{func}: points_per_decade must be >= 2, got {value!r}")
+    return ppd
+
+
+def _auto_window(
+    t, curve, noise: _Noise, func, *, upper, points_per_decade, max_breaks, min_exponent_change
+):
+    """(t_lo, t_hi) of the widest single-power-law regime below ``upper``."""
+    mask = t <= upper * (1 + 1e-12)
+    if np.count_nonzero(mask) < MIN_FIT_POINTS:
+        raise ValueError(
+            f"{func}: only {np.count_nonzero(mask)} point(s) of t lie below the automatic "
+            f"upper limit {upper:g} (max_lag_fraction * n_snapshots * snapshot_spacing); "
+            f"a fit needs at least {MIN_FIT_POINTS}. Pass a manual window or a larger "
+            "max_lag_fraction"
+        )
+    idx = _log_even_subset(t, mask, max(points_per_decade, 20.0))
+    x = np.log10(t[idx])
+    z = np.log10(curve[idx])
+    w = _log_spacing_weights(x)
+    full = (float(t[idx[0]]), float(t[idx[-1]]))
+    min_points = 4
+    if idx.size < 2 * min_points:
+        return full
+    slope = _weighted_line(x, z, w)[0][1]
+    log_cov = noise.log_cov(idx, slope)
+    model = _select_piecewise(
+        x, z, w, log_cov,
+        n_breaks=None, max_breaks=max_breaks, min_width=0.3, min_points=min_points,
+        min_change=min_exponent_change,
+    )  # fmt: skip
+    if model.breaks.size == 0:
+        return full
+    edges = np.concatenate([[x[0]], model.breaks, [x[-1]]])
+    widths = np.diff(edges)
+    k = int(np.argmax(widths))
+    lo, hi = edges[k], edges[k + 1]
+    trim = min(0.1, 0.15 * widths[k])  # crossovers are gradual: keep clear of breakpoints
+    if k > 0:
+        lo += trim
+    if k < widths.size - 1:
+        hi -= trim
+    inside = (x >= lo - 1e-12) & (x <= hi + 1e-12)
+    if np.count_nonzero(inside) < MIN_FIT_POINTS:
+        inside = (x >= edges[k] - 1e-12) & (x <= edges[k + 1] + 1e-12)
+    chosen = idx[inside]
+    return float(t[chosen[0]]), float(t[chosen[-1]])
+
+
+def fit_exponent(
+    t: Any,
+    y: Any,
+    *,
+    window: Any = "auto",
+    method: str = "ols",
+    cov: Any = None,
+    n_snapshots: int | None = None,
+    effective_dims: float | None = None,
+    snapshot_spacing: float = 1.0,
+    curve: str = "msd",
+    combine_rows: str = "mean",
+    confidence: float = 0.95,
+    points_per_decade: float = 10,
+    max_lag_fraction: float = 0.1,
+    max_breaks: int = 2,
+    min_exponent_change: float = 0.1,
+) -> ExponentFit:
+    """Fit y = prefactor * t^exponent on log-log axes, with a calibrated interval.
+
+    The line is fitted to a subset of the points spread evenly in log t (at most
+    ``points_per_decade`` a decade), each weighted by the width in log t that it
+    stands for, so each decade of t counts the same whatever the sampling.
+
+    Parameters
+    ----------
+    t : array_like, shape (N,)
+        Lags or times, strictly increasing and > 0, in any unit.
+    y : array_like, shape (N,) or (n_rows, N)
+        The curve (> 0), in any unit. A 2-D array holds replicate curves, one per
+        row -- time-averaged MSDs of disjoint parameter blocks, or of independent
+        seeds. The fit is to their mean (or sum, ``combine_rows``) and the
+        covariance between points is estimated from their spread: this is the
+        recommended way to get a sound interval for real training runs.
+    window : "auto", None or (t_min, t_max), default "auto"
+        Range of t to fit (units of t). None uses all points. A manual window
+        may reach past the data; ``ExponentFit.window`` reports the t range that
+        was actually used. ``"auto"`` caps t at ``max_lag_fraction *
+        n_snapshots * snapshot_spacing`` for an MSD whose ``n_snapshots`` is given
+        (larger lags average over too few windows), then fits a continuous
+        piecewise power law with up to ``max_breaks`` breakpoints
+        (see :func:`crossover`) and keeps the widest regime, trimmed by up to 0.1
+        decade at interior breakpoints.
+    method : {"ols", "gls"}, default "ols"
+        ``"ols"``: weighted least squares with the log-even weights above; its
+        standard error is the sandwich sqrt(A C A^T) with A the least-squares
+        map from log y to (intercept, slope) and C the covariance of log y
+        (delta method, C = Cov[y] / (y y^T)). ``"gls"``: generalized least squares
+        with C^{-1} as the weight matrix -- the best linear unbiased estimator
+        when C is right; its standard error is sqrt((X^T C^{-1} X)^{-1}). With 2-D
+        ``y`` the correlation matrix is shrunk toward the identity
+        (Schaefer-Strimmer) so it can be inverted, and the standard error is a
+        leave-one-row-out jackknife, which also counts the noise of the
+        estimated weights. ``"gls"`` needs covariance information (2-D ``y``,
+        ``cov`` matrix, ``"fbm"`` or ``"brownian"``).
+    cov : None, "independent", "fbm", "brownian" or array_like (N, N)
+        Covariance between the points of a 1-D ``y``. A matrix is Cov[y] in
+        squared units of y. ``"fbm"``: the exact covariance of a time-averaged MSD
+        of fractional Brownian motion (:func:`tamsd_covariance`) or, with
+        ``curve="displacement"``, of R(t) of fBm, with the Hurst exponent taken
+        self-consistently from the fit (H = exponent / 2 for an MSD, = exponent
+        for R(t)); ``"brownian"`` fixes H = 1/2. Both need ``effective_dims`` and,
+        for an MSD, ``n_snapshots``. ``"independent"``: treat the points as
+        independent and take the error from the scatter about the line (only
+        right for independent noise; not for an MSD or R(t)). None (default):
+        the rows of a 2-D ``y``; else ``"fbm"`` if ``effective_dims`` (and for an MSD
+        ``n_snapshots``) are given; else ``"independent"`` with an
+        :class:`UncalibratedStderrWarning`.
+    n_snapshots : int, optional
+        Number of snapshots T behind a time-averaged MSD. Enables the automatic
+        upper lag limit and the analytic covariance.
+    effective_dims : float, optional
+        Number of independent, identically diffusing coordinates, for the
+        analytic covariance (relative variances scale as 1 / effective_dims).
+        For a network this is far below the parameter count; prefer 2-D ``y``.
+    snapshot_spacing : float, default 1.0
+        Spacing of consecutive snapshots in the units of t (lags in snapshots are
+        t / snapshot_spacing).
+    curve : {"msd", "displacement"}, default "msd"
+        What y is: a time-averaged MSD at lags t, or the displacement R(t) from a
+        reference snapshot at time t after it. Only the analytic covariance and
+        the automatic lag limit depend on it.
+    combine_rows : {"mean", "sum"}, default "mean"
+        How rows of a 2-D ``y`` combine into the fitted curve: "sum" for
+        parameter blocks (the total MSD is the sum of the block MSDs), "mean" for
+        seeds. The exponent and its error do not depend on it; the prefactor does.
+    confidence : float, default 0.95
+        Level of the intervals.
+    points_per_decade : float, default 10
+        Density of the log-even subset the line is fitted to (>= 2).
+    max_lag_fraction : float, default 0.1
+        For ``window="auto"`` with ``n_snapshots``: largest lag used, as a
+        fraction of the trajectory length.
+    max_breaks : int, default 2
+        For ``window="auto"``: most breakpoints considered.
+    min_exponent_change : float, default 0.1
+        For ``window="auto"``: smallest change of slope counted as a crossover.
+
+    Returns
+    -------
+    ExponentFit
+
+    Raises
+    ------
+    TypeError
+        Non-numeric ``t``, ``y``, ``cov`` or ``window``.
+    ValueError
+        Shapes that do not match, NaN or inf, t not increasing, t <= 0 or y <= 0,
+        fewer than 3 points in the window, a window outside the data, bad options.
+
+    Warns
+    -----
+    UncalibratedStderrWarning
+        For a 1-D ``y`` without covariance information (see ``cov``).
+
+    Notes
+    -----
+    The interval is exponent +- q * stderr with q the Student-t quantile on
+    n_rows - 1 degrees of freedom for 2-D ``y`` (the covariance is estimated from
+    n_rows curves), the normal quantile for a given or analytic covariance, and
+    the t quantile on n_points - 2 degrees of freedom for ``"independent"``.
+    Fitting the log of the mean curve rather than the mean of the logs keeps the
+    bias of the log (about -Var[y] / (2 y^2)) small, since averaging shrinks Var[y].
+
+    Examples
+    --------
+    >>> lags = np.arange(1, 1000)
+    >>> fit_exponent(lags, 3.0 * lags**0.7, window=None, cov="independent").exponent
+    0.7000000000000001
+    """
+    func = "fit_exponent"
+    t_arr, rows, is_rows = _validate_curve(t, y, func)
+    if method not in ("ols", "gls"):
+        raise ValueError(f"{func}: method must be 'ols' or 'gls', got {method!r}")
+    confidence = _check_probability(confidence, "confidence", func)
+    ppd = _check_points_per_decade(points_per_decade, func)
+    fraction = _check_probability(max_lag_fraction, "max_lag_fraction", func)
+    if isinstance(max_breaks, bool) or not isinstance(max_breaks, (int, np.integer)) or not 0 <= max_breaks <= 3:
+        raise ValueError(f"{func}: max_breaks must be an integer in [0, 3], got {max_breaks!r}")
+    min_change = _check_positive(min_exponent_change, "min_exponent_change", func)
+    curve_values = _combine(rows, combine_rows, func)
+    noise = _resolve_noise(
+        func, t_arr, rows, is_rows, curve_values,
+        cov=cov, n_snapshots=n_snapshots, effective_dims=effective_dims,
+        snapshot_spacing=snapshot_spacing, curve_kind=curve,
+    )  # fmt: skip
+    if method == "gls" and not noise.known:
+        raise ValueError(
+            f"{func}: method='gls' needs the covariance between points: pass 2-D y "
+            "(replicate curves), a cov matrix, or cov='fbm'/'brownian' with its options"
+        )
+    if isinstance(window, str) and window == "auto":
+        upper = float(t_arr[-1])
+        if noise.n_snapshots is not None and curve == "msd":
+            upper = min(upper, fraction * noise.n_snapshots * noise.snapshot_spacing)
+        lo, hi = _auto_window(
+            t_arr, curve_values, noise, func,
+            upper=upper, points_per_decade=ppd, max_breaks=int(max_breaks),
+            min_exponent_change=min_change,
+        )  # fmt: skip
+    else:
+        lo, hi = _resolve_window(window, t_arr, func)
+    idx = _log_even_subset(t_arr, _window_mask(t_arr, lo, hi), ppd)
+    if idx.size < MIN_FIT_POINTS:
+        raise ValueError(
+            f"{func}: window ({lo:g}, {hi:g}) leaves {idx.size} point(s) after thinning to "
+            f"{ppd:g} per decade; a fit needs at least {MIN_FIT_POINTS} (raise "
+            "points_per_decade or widen the window)"
+        )
+    x = np.log10(t_arr[idx])
+    z = np.log10(curve_values[idx])
+    w = _log_spacing_weights(x)
+    coef, solver, design, xc = _weighted_line(x, z, w)
+    dof = noise.dof
+    if method == "ols":
+        log_cov = noise.log_cov(idx, coef[1])
+        if log_cov is None:
+            coef_cov, dof = _residual_cov(design, z, coef, w)
+        else:
+            coef_cov = solver @ log_cov @ solver.T
+    elif noise.source == "rows":
+        coef, coef_cov, xc = _gls_rows(x, rows[:, idx])
+    else:
+        iterations = 2 if noise.source == "fbm" else 1
+        for _ in range(iterations):
+            log_cov = noise.log_cov(idx, coef[1])
+            coef, coef_cov, xc = _gls_line(x, z, log_cov)
+    slope = float(coef[1])
+    stderr = float(math.sqrt(max(coef_cov[1, 1], 0.0)))
+    q = _quantile(confidence, dof)
+    log_prefactor = coef[0] - coef[1] * xc
+    log_prefactor_var = coef_cov[0, 0] + xc**2 * coef_cov[1, 1] - 2 * xc * coef_cov[0, 1]
+    log_prefactor_se = math.sqrt(max(log_prefactor_var, 0.0))
+    fitted = log_prefactor + slope * x
+    return ExponentFit(
+        exponent=slope,
+        stderr=stderr,
+        ci=(slope - q * stderr, slope + q * stderr),
+        prefactor=float(10.0**log_prefactor),
+        prefactor_ci=(
+            float(10.0 ** (log_prefactor - q * log_prefactor_se)),
+            float(10.0 ** (log_prefactor + q * log_prefactor_se)),
+        ),
+        r2=_weighted_r2(z, fitted, w),
+        window=(float(t_arr[idx[0]]), float(t_arr[idx[-1]])),
+        method=method,
+        stderr_source=noise.source,
+        confidence=confidence,
+        dof=float(dof),
+        t=t_arr[idx],
+        y=curve_values[idx],
+        weights=w,
+        t_data=t_arr,
+        y_data=curve_values,
+    )
+
+
+def crossover(
+    t: Any,
+    y: Any,
+    *,
+    n_breaks: int | str = "auto",
+    max_breaks: int = 2,
+    window: Any = None,
+    cov: Any = None,
+    combine_rows: str = "mean",
+    confidence: float = 0.95,
+    points_per_decade: float = 20,
+    min_regime_decades: float = 0.3,
+    min_exponent_change: float = 0.1,
+) -> Crossover:
+    """Fit a continuous piecewise power law and return its regimes.
+
+    In log-log coordinates x = log10 t, z = log10 y the model is
+
+        z = a + b_0 x + sum_j d_j (x - x_j)_+,
+
+    straight segments that meet at the breakpoints x_j, so regime j has exponent
+    b_0 + d_1 + ... + d_j. Breakpoints are found by a grid search over all
+    placements that leave every regime at least ``min_regime_decades`` wide with
+    at least 4 points, refined by Nelder-Mead; the rest is linear least squares
+    with the log-even weights of :func:`fit_exponent`. The paper's picture --
+    super-diffusive early, sub-diffusive late -- is one breakpoint.
+
+    Parameters
+    ----------
+    t : array_like, shape (N,)
+        Strictly increasing, > 0.
+    y : array_like, shape (N,) or (n_rows, N)
+        The curve (> 0), or replicate curves one per row (their spread gives the
+        regimes' standard errors and the significance test below).
+    n_breaks : int or "auto", default "auto"
+        Number of breakpoints (0-3). ``"auto"`` adds breakpoints, up to
+        ``max_breaks``, while each one halves the weighted residual sum of
+        squares, changes the exponent by at least ``min_exponent_change`` and,
+        when the covariance is known, by at least 3 standard errors.
+    max_breaks : int, default 2
+        Upper limit for ``"auto"`` (at most 3).
+    window : None or (t_min, t_max), default None
+        Range of t used (None: all).
+    cov : None, "independent" or array_like (N, N)
+        Covariance of a 1-D ``y``, as in :func:`fit_exponent`; None uses the rows
+        of a 2-D ``y``, else the scatter about the line (no warning: the
+        exponents' errors here are descriptive).
+    combine_rows : {"mean", "sum"}, default "mean"
+    confidence : float, default 0.95
+    points_per_decade : float, default 20
+        Density of the log-even subset used.
+    min_regime_decades : float, default 0.3
+        Narrowest regime allowed, in decades of t.
+    min_exponent_change : float, default 0.1
+        Smallest exponent change that ``"auto"`` accepts as a crossover.
+
+    Returns
+    -------
+    Crossover
+        ``regimes`` with their windows, exponents, standard errors (conditional
+        on the breakpoints) and prefactors, and the ``breakpoints`` in units of t.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`fit_exponent`; also when the data cannot hold ``n_breaks``
+        regimes of the minimum width.
+    """
+    func = "crossover"
+    t_arr, rows, is_rows = _validate_curve(t, y, func)
+    confidence = _check_probability(confidence, "confidence", func)
+    ppd = _check_points_per_decade(points_per_decade, func)
+    min_width = _check_positive(min_regime_decades, "min_regime_decades", func)
+    min_change = _check_positive(min_exponent_change, "min_exponent_change", func)
+    fixed: int | None
+    if isinstance(n_breaks, str):
+        if n_breaks != "auto":
+            raise ValueError(f"{func}: n_breaks must be an integer in [0, 3] or 'auto', got {n_breaks!r}")
+        fixed = None
+    elif isinstance(n_breaks, (int, np.integer)) and not isinstance(n_breaks, bool) and 0 <= n_breaks <= 3:
+        fixed = int(n_breaks)
+    else:
+        raise ValueError(f"{func}: n_breaks must be an integer in [0, 3] or 'auto', got {n_breaks!r}")
+    if isinstance(max_breaks, bool) or not isinstance(max_breaks, (int, np.integer)) or not 0 <= max_breaks <= 3:
+        raise ValueError(f"{func}: max_breaks must be an integer in [0, 3], got {max_breaks!r}")
+    if isinstance(cov, str) and cov != "independent":
+        raise ValueError(f"{func}: cov must be None, 'independent' or a matrix, got {cov!r}")
+    curve_values = _combine(rows, combine_rows, func)
+    noise = _resolve_noise(
+        func, t_arr, rows, is_rows, curve_values,
+        cov=cov, n_snapshots=None, effective_dims=None, snapshot_spacing=1.0,
+        curve_kind="msd", warn=False,
+    )  # fmt: skip
+    lo, hi = _resolve_window(window, t_arr, func)
+    idx = _log_even_subset(t_arr, _window_mask(t_arr, lo, hi), ppd)
+    x = np.log10(t_arr[idx])
+    z = np.log10(curve_values[idx])
+    w = _log_spacing_weights(x)
+    min_points = 4
+    wanted = fixed if fixed is not None else 0
+    if idx.size < max(MIN_FIT_POINTS, (wanted + 1) * min_points - wanted):
+        raise ValueError(
+            f"{func}: {idx.size} log-even points are too few for {wanted + 1} regime(s) of "
+            f"at least {min_points} points each (raise points_per_decade or widen the window)"
+        )
+    log_cov = noise.log_cov(idx, _weighted_line(x, z, w)[0][1])
+    model = _select_piecewise(
+        x, z, w, log_cov,
+        n_breaks=fixed, max_breaks=int(max_breaks), min_width=min_width,
+        min_points=min_points, min_change=min_change,
+    )  # fmt: skip
+    if model is None:
+        raise ValueError(
+            f"{func}: the data span {x[-1] - x[0]:.3g} decades with {idx.size} points, too "
+            f"little for {fixed + 1} regimes each at least min_regime_decades = "
+            f"{min_width:g} decades wide with {min_points} points"
+        )
+    dof = noise.dof if noise.known else float(idx.size - model.coef.size)
+    q = _quantile(confidence, dof)
+    edges = np.concatenate([[x[0]], model.breaks, [x[-1]]])
+    intercept0 = model.coef[0] - model.coef[1] * model.xc
+    regimes = []
+    for j, slope in enumerate(model.slopes):
+        intercept = intercept0 - float(np.sum(model.coef[2 : 2 + j] * model.breaks[:j]))
+        se = float(math.sqrt(max(model.slope_cov[j, j], 0.0)))
+        regimes.append(
+            Regime(
+                window=(float(10.0 ** edges[j]), float(10.0 ** edges[j + 1])),
+                exponent=float(slope),
+                stderr=se,
+                ci=(float(slope - q * se), float(slope + q * se)),
+                prefactor=float(10.0**intercept),
+            )
+        )
+    fitted = _piecewise_design(x, model.breaks, model.xc) @ model.coef
+    return Crossover(
+        regimes=tuple(regimes),
+        breakpoints=tuple(float(10.0**b) for b in model.breaks),
+        r2=_weighted_r2(z, fitted, w),
+        stderr_source=noise.source,
+        confidence=confidence,
+        t=t_arr[idx],
+        y=curve_values[idx],
+        weights=w,
+        t_data=t_arr,
+        y_data=curve_values,
+    )
+
+
+def local_slope(
+    t: Any,
+    y: Any,
+    *,
+    bandwidth: float = 0.15,
+    at: Any = None,
+    points_per_decade: float = 20,
+    cov: Any = None,
+    combine_rows: str = "mean",
+) -> LocalSlope:
+    """Smoothed local exponent d log y / d log t, for plots and for spotting regimes.
+
+    At each evaluation point x0 = log10 t0 a straight line is fitted to
+    (log10 t, log10 y) with weights w_i exp(-(x_i - x0)^2 / (2 h^2)), where h is
+    ``bandwidth`` (decades) and w_i the log-spacing weights that make the data
+    even in log t; the line's slope is the estimate (local-linear kernel
+    regression, which is unbiased at the ends of the data for a power law).
+
+    Parameters
+    ----------
+    t : array_like, shape (N,)
+        Strictly increasing, > 0.
+    y : array_like, shape (N,) or (n_rows, N)
+        The curve (> 0), or replicate curves one per row (then ``stderr`` is given).
+    bandwidth : float, default 0.15
+        Kernel standard deviation in decades of t. Larger is smoother.
+    at : array_like, optional
+        Where to evaluate (units of t, within the data range). Default: a subset of
+        t spread evenly in log t, ``points_per_decade`` a decade.
+    points_per_decade : float, default 20
+    cov : None, "independent" or array_like (N, N)
+        Covariance of a 1-D ``y`` (gives ``stderr``).
+    combine_rows : {"mean", "sum"}, default "mean"
+
+    Returns
+    -------
+    LocalSlope
+    """
+    func = "local_slope"
+    t_arr, rows, is_rows = _validate_curve(t, y, func)
+    h = _check_positive(bandwidth, "bandwidth", func)
+    ppd = _check_points_per_decade(points_per_decade, func)
+    if isinstance(cov, str) and cov != "independent":
+        raise ValueError(f"{func}: cov must be None, 'independent' or a matrix, got {cov!r}")
+    curve_values = _combine(rows, combine_rows, func)
+    noise = _resolve_noise(
+        func, t_arr, rows, is_rows, curve_values,
+        cov=cov, n_snapshots=None, effective_dims=None, snapshot_spacing=1.0,
+        curve_kind="msd", warn=False,
+    )  # fmt: skip
+    x = np.log10(t_arr)
+    z = np.log10(curve_values)
+    w = _log_spacing_weights(x)
+    if at is None:
+        t_eval = t_arr[_log_even_subset(t_arr, np.ones(t_arr.size, dtype=bool), ppd)]
+    else:
+        t_eval = _as_real_array(at, "at", func).ravel()
+        _require_finite(t_eval, "at", func)
+        if t_eval.size == 0:
+            raise ValueError(f"{func}: at must not be empty")
+        if t_eval.min() < t_arr[0] * (1 - 1e-12) or t_eval.max() > t_arr[-1] * (1 + 1e-12):
+            raise ValueError(
+                f"{func}: at must lie within the data, t spans [{t_arr[0]:g}, {t_arr[-1]:g}]; "
+                f"got [{t_eval.min():g}, {t_eval.max():g}]"
+            )
+    x_eval = np.log10(t_eval)
+    slopes = np.empty(x_eval.size)
+    stderr = np.empty(x_eval.size) if noise.known else None
+    for start in range(0, x_eval.size, 256):
+        stop = min(start + 256, x_eval.size)
+        kernel = w[None, :] * np.exp(-0.5 * ((x[None, :] - x_eval[start:stop, None]) / h) ** 2)
+        total = kernel.sum(axis=1, keepdims=True)
+        centre = (kernel * x[None, :]).sum(axis=1, keepdims=True) / total
+        dx = x[None, :] - centre
+        sxx = (kernel * dx**2).sum(axis=1, keepdims=True)
+        if np.any(sxx <= 0):
+            raise ValueError(
+                f"{func}: bandwidth = {h:g} decades is too narrow for the spacing of t; "
+                "increase it"
+            )
+        coeff = kernel * dx / sxx  # slope = coeff @ z
+        slopes[start:stop] = coeff @ z
+        if stderr is not None:
+            if noise.source == "rows":
+                per_row = noise.rows @ coeff.T / _LN10  # (n_rows, chunk)
+                var = per_row.var(axis=0, ddof=1) / noise.rows.shape[0]
+            else:
+                var = np.einsum("ij,jk,ik->i", coeff, noise.relative_cov, coeff) / _LN10**2
+            stderr[start:stop] = np.sqrt(np.maximum(var, 0.0))
+    return LocalSlope(t=t_eval, slope=slopes, stderr=stderr, bandwidth=h)
+
+
+# --------------------------------------------------------------------------- named exponents
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class DiffusionExponents:
+    """The three names of one anomalous-diffusion exponent (DESIGN.md section 1).
+
+    msd(tau) ~ tau^beta with beta = ``msd_exponent``; R(t) ~ t^alpha with
+    alpha = ``displacement_exponent`` = beta / 2 = 1 / d_walk (the paper's Table 1
+    "alpha"); d_walk = ``walk_dimension`` = 2 / beta. Brownian motion: beta = 1,
+    alpha = 1/2, d_walk = 2; sub-diffusion: beta < 1, d_walk > 2.
+
+    Build one with :func:`fit_msd`, :func:`fit_displacement` or the
+    ``from_*`` constructors. Standard errors follow by the delta method
+    (first-order Taylor expansion): se(alpha) = se(beta) / 2 and
+    se(d_walk) = 2 se(beta) / beta^2; intervals for d_walk map the interval of
+    beta through 2 / beta (exact for a monotone map, unlike the delta method).
+
+    Attributes
+    ----------
+    msd_exponent : float
+    msd_exponent_stderr : float
+    confidence : float
+        Level of the ``*_ci`` intervals.
+    dof : float
+        Degrees of freedom of the interval's t quantile (inf: normal).
+    fit : ExponentFit or None
+        The fit this came from (of the MSD or of R(t), see ``source``).
+    source : str
+        ``"msd"``, ``"displacement"`` or ``"given"``.
+    """
+
+    msd_exponent: float
+    msd_exponent_stderr: float = 0.0
+    confidence: float = 0.95
+    dof: float = math.inf
+    fit: ExponentFit | None = None
+    source: str = "given"
+
+    # -- constructors
+    @classmethod
+    def from_msd_exponent(cls, value: float, stderr: float = 0.0, *, confidence: float = 0.95):
+        """From beta (msd ~ tau^beta) and its standard error."""
+        func = "DiffusionExponents.from_msd_exponent"
+        value = _finite_number(value, "value", func)
+        stderr = _stderr_number(stderr, "stderr", func)
+        return cls(value, stderr, _check_probability(confidence, "confidence", func))
+
+    @classmethod
+    def from_displacement_exponent(
+        cls, value: float, stderr: float = 0.0, *, confidence: float = 0.95
+    ):
+        """From alpha = 1 / d_walk (R ~ t^alpha; the paper's Table 1 "alpha")."""
+        func = "DiffusionExponents.from_displacement_exponent"
+        value = _finite_number(value, "value", func)
+        stderr = _stderr_number(stderr, "stderr", func)
+        return cls(2.0 * value, 2.0 * stderr, _check_probability(confidence, "confidence", func))
+
+    @classmethod
+    def from_walk_dimension(cls, value: float, stderr: float = 0.0, *, confidence: float = 0.95):
+        """From d_walk (> 0); se(beta) = 2 se(d_walk) / d_walk^2 (delta method)."""
+        func = "DiffusionExponents.from_walk_dimension"
+        value = _check_positive(value, "value", func)
+        stderr = _stderr_number(stderr, "stderr", func)
+        return cls(
+            2.0 / value, 2.0 * stderr / value**2, _check_probability(confidence, "confidence", func)
+        )
+
+    # -- the three names
+    @property
+    def _q(self) -> float:
+        return _quantile(self.confidence, self.dof)
+
+    @property
+    def msd_exponent_ci(self) -> tuple[float, float]:
+        """Interval for beta."""
+        half = self._q * self.msd_exponent_stderr
+        return (self.msd_exponent - half, self.msd_exponent + half)
+
+    @property
+    def displacement_exponent(self) -> float:
+        """alpha = beta / 2 = 1 / d_walk (slope of log R against log t)."""
+        return self.msd_exponent / 2.0
+
+    @property
+    def displacement_exponent_stderr(self) -> float:
+        """se(alpha) = se(beta) / 2."""
+        return self.msd_exponent_stderr / 2.0
+
+    @property
+    def displacement_exponent_ci(self) -> tuple[float, float]:
+        """Interval for alpha."""
+        lo, hi = self.msd_exponent_ci
+        return (lo / 2.0, hi / 2.0)
+
+    @property
+    def walk_dimension(self) -> float:
+        """d_walk = 2 / beta (inf for beta = 0)."""
+        return math.inf if self.msd_exponent == 0 else 2.0 / self.msd_exponent
+
+    @property
+    def walk_dimension_stderr(self) -> float:
+        """se(d_walk) = 2 se(beta) / beta^2 (delta method)."""
+        if self.msd_exponent == 0:
+            return math.inf
+        return 2.0 * self.msd_exponent_stderr / self.msd_exponent**2
+
+    @property
+    def walk_dimension_ci(self) -> tuple[float, float]:
+        """Interval for d_walk: 2 / (interval of beta); the upper end is inf if it reaches 0."""
+        lo, hi = self.msd_exponent_ci
+        if lo <= 0:
+            return (2.0 / hi if hi > 0 else math.inf, math.inf)
+        return (2.0 / hi, 2.0 / lo)
+
+    @property
+    def diffusion_type(self) -> str:
+        """"sub-diffusive", "Brownian", "super-diffusive" or "ballistic", judged by the interval.
+
+        "Brownian" when the interval of beta contains 1, "ballistic" when it lies
+        above 1 and contains 2.
+        """
+        lo, hi = self.msd_exponent_ci
+        if lo <= 1.0 <= hi:
+            return "Brownian"
+        if hi < 1.0:
+            return "sub-diffusive"
+        if lo <= 2.0 <= hi:
+            return "ballistic"
+        return "super-diffusive"
+
+    def __repr__(self) -> str:
+        return (
+            f"DiffusionExponents(msd_exponent={_fmt(self.msd_exponent)} ± "
+            f"{_fmt(self.msd_exponent_stderr)}, displacement_exponent="
+            f"{_fmt(self.displacement_exponent)} ± {_fmt(self.displacement_exponent_stderr)}, "
+            f"walk_dimension={_fmt(self.walk_dimension)} ± {_fmt(self.walk_dimension_stderr)}, "
+            f"{self.diffusion_type}, source={self.source!r})"
+        )
+
+
+def _finite_number(value: Any, name: str, func: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{func}: {name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _stderr_number(value: Any, name: str, func: str) -> float:
+    number = _finite_number(value, name, func)
+    if number < 0:
+        raise ValueError(f"{func}: {name} must be >= 0, got {value!r}")
+    return number
+
+
+def fit_msd(lags: Any, msd: Any, **options: Any) -> DiffusionExponents:
+    """Fit msd(tau) ~ tau^beta and return all three named exponents.
+
+    Parameters
+    ----------
+    lags : array_like, shape (N,)
+        Lags tau > 0 (drop tau = 0), in any time unit; with ``n_snapshots`` and the
+        analytic covariance they must be multiples of ``snapshot_spacing``.
+    msd : array_like, shape (N,) or (n_rows, N)
+        Time-averaged MSD (squared parameter units), or one row per parameter
+        block or seed.
+    **options
+        Passed to :func:`fit_exponent` (``window``, ``method``, ``cov``,
+        ``n_snapshots``, ``effective_dims``, ...).
+
+    Returns
+    -------
+    DiffusionExponents
+        ``msd_exponent`` beta = the fitted slope; ``fit`` holds the ExponentFit.
+    """
+    if "curve" in options:
+        raise TypeError("fit_msd: curve is fixed to 'msd'; use fit_exponent for other curves")
+    fit = fit_exponent(lags, msd, curve="msd", **options)
+    return DiffusionExponents(
+        msd_exponent=fit.exponent,
+        msd_exponent_stderr=fit.stderr,
+        confidence=fit.confidence,
+        dof=fit.dof,
+        fit=fit,
+        source="msd",
+    )
+
+
+def fit_displacement(times: Any, displacement: Any, **options: Any) -> DiffusionExponents:
+    """Fit R(t) ~ t^alpha (alpha = 1 / d_walk) and return all three named exponents.
+
+    Parameters
+    ----------
+    times : array_like, shape (N,)
+        Time since the reference snapshot, > 0 (drop t = t0, where R = 0).
+    displacement : array_like, shape (N,) or (n_rows, N)
+        R(t) = ||W[t] - W[t0]||_2 (parameter units), or one row per seed.
+    **options
+        Passed to :func:`fit_exponent`; ``cov="fbm"`` uses the exact covariance of
+        R(t) for fBm with H = alpha and needs ``effective_dims``.
+
+    Returns
+    -------
+    DiffusionExponents
+        ``displacement_exponent`` alpha = the fitted slope (``msd_exponent`` = 2 alpha);
+        ``fit`` holds the ExponentFit of R(t).
+    """
+    if "curve" in options:
+        raise TypeError(
+            "fit_displacement: curve is fixed to 'displacement'; use fit_exponent for other curves"
+        )
+    fit = fit_exponent(times, displacement, curve="displacement", **options)
+    return DiffusionExponents(
+        msd_exponent=2.0 * fit.exponent,
+        msd_exponent_stderr=2.0 * fit.stderr,
+        confidence=fit.confidence,
+        dof=fit.dof,
+        fit=fit,
+        source="displacement",
+    )
