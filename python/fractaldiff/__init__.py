@@ -18,16 +18,19 @@ except ImportError as exc:  # pragma: no cover - only when the extension was not
 
 from ._info import build_info
 from .diffusion import MSDAccumulator, displacement, msd
+from .fitting import ExponentFit, fit_exponent
 from .sources import ArraySource, as_source
 
 __version__ = _core.__version__
 
 __all__ = [
     "ArraySource",
+    "ExponentFit",
     "MSDAccumulator",
     "__version__",
     "as_source",
     "build_info",
     "displacement",
+    "fit_exponent",
     "msd",
 ]

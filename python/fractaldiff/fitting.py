@@ -131,6 +131,12 @@ def _check_positive(value: Any, name: str, func: str, *, integer: bool = False) 
     return float(value)
 
 
+def _check_int_range(value: Any, name: str, func: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"{func}: {name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
 def _validate_curve(t: Any, y: Any, func: str, *, allow_rows: bool = True):
     """Check t (1-D, increasing, > 0) and y (1-D, or 2-D rows of curves, > 0).
 
@@ -308,7 +314,9 @@ def tamsd_covariance(lags: Any, n_snapshots: int, hurst: float = 0.5, *, n_dims:
     func = "tamsd_covariance"
     lag_values = _as_real_array(lags, "lags", func)
     if lag_values.ndim != 1 or lag_values.size == 0:
-        raise ValueError(f"{func}: lags must be a non-empty 1-D array, got shape {lag_values.shape}")
+        raise ValueError(
+            f"{func}: lags must be a non-empty 1-D array, got shape {lag_values.shape}"
+        )
     _require_finite(lag_values, "lags", func)
     n_snap = int(_check_positive(n_snapshots, "n_snapshots", func, integer=True))
     if np.any(lag_values != np.round(lag_values)):
@@ -329,27 +337,27 @@ def _tamsd_covariance_unit(lags: np.ndarray, n_snap: int, hurst: float) -> np.nd
     """:func:`tamsd_covariance` for one coordinate, no checks."""
     two_h = 2.0 * hurst
     max_lag = int(lags.max())
-    # |v|^{2H} for every integer |v| that occurs, looked up instead of recomputed
-    powers = np.arange(n_snap + 2 * max_lag + 1, dtype=np.float64) ** two_h
-    offsets = np.arange(-(n_snap - 1), n_snap, dtype=np.int64)
+    # |v|^{2H} for v = -reach..reach, so every term of g(u) is a contiguous slice
+    reach = n_snap + 2 * max_lag
+    powers = np.abs(np.arange(-reach, reach + 1, dtype=np.float64)) ** two_h
     size = lags.size
     out = np.empty((size, size))
     for i in range(size):
-        n = lags[i]
+        n = int(lags[i])
         count_n = n_snap - n
         for j in range(i, size):
-            m = lags[j]
+            m = int(lags[j])
             count_m = n_snap - m
-            u = offsets[(offsets > -count_n) & (offsets < count_m)]
-            pairs = np.minimum(count_n, count_m - u) - np.maximum(0, -u)
-            g = 0.5 * (
-                powers[np.abs(n - u)]
-                + powers[np.abs(u + m)]
-                - powers[np.abs(u)]
-                - powers[np.abs(u + m - n)]
-            )
-            value = 2.0 * np.dot(pairs, g * g) / (count_n * count_m)
-            out[i, j] = out[j, i] = value
+            lo, hi = 1 - count_n, count_m  # offsets u = lo..hi-1 have pairs
+            u = np.arange(lo, hi, dtype=np.float64)
+            pairs = np.minimum(count_n, count_m - u) - np.maximum(0.0, -u)
+            # powers[reach + v] = |v|^{2H}; slices give |u|, |u + m|, |u + m - n|, |n - u|
+            at_u = powers[reach + lo : reach + hi]
+            at_u_m = powers[reach + lo + m : reach + hi + m]
+            at_u_m_n = powers[reach + lo + m - n : reach + hi + m - n]
+            at_n_u = powers[reach + lo - n : reach + hi - n]  # |u - n| = |n - u|
+            g = 0.5 * (at_n_u + at_u_m - at_u - at_u_m_n)
+            out[i, j] = out[j, i] = 2.0 * np.dot(pairs, g * g) / (count_n * count_m)
     return out
 
 
@@ -1017,9 +1025,8 @@ def _best_breaks(x, z, w, n_breaks, min_width, min_points) -> np.ndarray | None:
     combos = combos[_feasible(x, combos, min_width, min_points)]
     if combos.shape[0] == 0:
         return None
-    sse = np.concatenate(
-        [_batch_sse(x, z, w, chunk, xc) for chunk in np.array_split(combos, max(1, combos.shape[0] // 2000))]
-    )
+    chunks = np.array_split(combos, max(1, combos.shape[0] // 2000))
+    sse = np.concatenate([_batch_sse(x, z, w, chunk, xc) for chunk in chunks])
     start = combos[int(np.argmin(sse))]
     penalty = 10.0 * float(np.sum(w * (z - np.sum(w * z) / np.sum(w)) ** 2)) + 1.0
 
@@ -1035,7 +1042,12 @@ def _best_breaks(x, z, w, n_breaks, min_width, min_points) -> np.ndarray | None:
         objective,
         start,
         method="Nelder-Mead",
-        options={"xatol": 1e-7, "fatol": 1e-14, "initial_simplex": simplex, "maxiter": 400 * n_breaks},
+        options={
+            "xatol": 1e-7,
+            "fatol": 1e-14,
+            "initial_simplex": simplex,
+            "maxiter": 400 * n_breaks,
+        },
     )
     best = np.sort(result.x) if result.fun <= objective(start) else start
     return best
@@ -1131,7 +1143,7 @@ def _auto_window(
             f"a fit needs at least {MIN_FIT_POINTS}. Pass a manual window or a larger "
             "max_lag_fraction"
         )
-    idx = _log_even_subset(t, mask, max(points_per_decade, 20.0))
+    idx = _log_even_subset(t, mask, points_per_decade)
     x = np.log10(t[idx])
     z = np.log10(curve[idx])
     w = _log_spacing_weights(x)
@@ -1301,8 +1313,7 @@ def fit_exponent(
     confidence = _check_probability(confidence, "confidence", func)
     ppd = _check_points_per_decade(points_per_decade, func)
     fraction = _check_probability(max_lag_fraction, "max_lag_fraction", func)
-    if isinstance(max_breaks, bool) or not isinstance(max_breaks, (int, np.integer)) or not 0 <= max_breaks <= 3:
-        raise ValueError(f"{func}: max_breaks must be an integer in [0, 3], got {max_breaks!r}")
+    max_breaks = _check_int_range(max_breaks, "max_breaks", func, 0, 3)
     min_change = _check_positive(min_exponent_change, "min_exponent_change", func)
     curve_values = _combine(rows, combine_rows, func)
     noise = _resolve_noise(
@@ -1455,17 +1466,16 @@ def crossover(
     ppd = _check_points_per_decade(points_per_decade, func)
     min_width = _check_positive(min_regime_decades, "min_regime_decades", func)
     min_change = _check_positive(min_exponent_change, "min_exponent_change", func)
-    fixed: int | None
-    if isinstance(n_breaks, str):
-        if n_breaks != "auto":
-            raise ValueError(f"{func}: n_breaks must be an integer in [0, 3] or 'auto', got {n_breaks!r}")
+    if isinstance(n_breaks, str) and n_breaks == "auto":
         fixed = None
-    elif isinstance(n_breaks, (int, np.integer)) and not isinstance(n_breaks, bool) and 0 <= n_breaks <= 3:
-        fixed = int(n_breaks)
     else:
-        raise ValueError(f"{func}: n_breaks must be an integer in [0, 3] or 'auto', got {n_breaks!r}")
-    if isinstance(max_breaks, bool) or not isinstance(max_breaks, (int, np.integer)) or not 0 <= max_breaks <= 3:
-        raise ValueError(f"{func}: max_breaks must be an integer in [0, 3], got {max_breaks!r}")
+        try:
+            fixed = _check_int_range(n_breaks, "n_breaks", func, 0, 3)
+        except ValueError:
+            raise ValueError(
+                f"{func}: n_breaks must be an integer in [0, 3] or 'auto', got {n_breaks!r}"
+            ) from None
+    max_breaks = _check_int_range(max_breaks, "max_breaks", func, 0, 3)
     if isinstance(cov, str) and cov != "independent":
         raise ValueError(f"{func}: cov must be None, 'independent' or a matrix, got {cov!r}")
     curve_values = _combine(rows, combine_rows, func)

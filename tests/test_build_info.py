@@ -1,0 +1,89 @@
+"""build_info(), the CLI and the compiled module's plumbing."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fractaldiff as fd
+from fractaldiff import _core
+from fractaldiff.cli import main
+
+
+def test_build_info_fields():
+    info = fd.build_info()
+    for key in ("version", "compiler", "simd", "simd_available", "openmp", "n_threads",
+                "cuda_built", "cuda_devices", "python", "numpy", "platform"):
+        assert key in info, key
+    assert info["version"] == fd.__version__
+    assert info["simd"] in info["simd_available"]
+    assert info["simd_available"][-1] == "baseline"
+    assert isinstance(info["cuda_built"], bool)
+    assert isinstance(info["cuda_devices"], int) and info["cuda_devices"] >= 0
+    assert info["n_threads"] >= 1
+    json.dumps(info)  # pasteable
+
+
+def test_cuda_built_when_expected():
+    # CI builds with FRACTALDIFF_CUDA=ON where nvcc exists and sets this, so a CUDA build that
+    # silently fell back to CPU-only fails here
+    if os.environ.get("FRACTALDIFF_EXPECT_CUDA") == "1":
+        assert fd.build_info()["cuda_built"] is True
+        assert fd.build_info()["cuda_runtime"]
+    else:
+        pytest.skip("FRACTALDIFF_EXPECT_CUDA is not set")
+
+
+def test_cuda_device_count_never_raises_without_driver():
+    n = _core.cuda_device_count()
+    assert n >= 0
+    if n == 0:
+        assert _core.cuda_self_test() != ""  # says why, does not crash
+
+
+@pytest.mark.gpu
+def test_cuda_self_test_on_device():
+    if _core.cuda_device_count() == 0 or not _core.cuda_built():
+        if os.environ.get("FRACTALDIFF_REQUIRE_GPU") == "1":
+            pytest.fail("FRACTALDIFF_REQUIRE_GPU=1 but no usable CUDA device/build")
+        pytest.skip("no CUDA device or CUDA not built")
+    assert _core.cuda_self_test() == ""
+
+
+def test_simd_env_override():
+    code = "import fractaldiff; print(fractaldiff.build_info()['simd'])"
+    env = dict(os.environ, FRACTALDIFF_SIMD="baseline")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "baseline"
+
+
+def test_cli_info(capsys):
+    assert main(["info"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == fd.__version__
+
+
+def test_cli_run_demo(capsys):
+    assert main(["run", "--snapshots", "256", "--params", "300", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "msd_exponent beta = " in out
+    beta = float(out.split("msd_exponent beta = ")[1].split()[0])
+    assert abs(beta - 1.0) < 0.1
+
+
+def test_cli_bad_arguments(capsys):
+    assert main(["run", "--snapshots", "1"]) == 2
+    assert "n_snapshots must be >= 2" in capsys.readouterr().err
+    assert main(["run", "config.toml"]) == 2
+
+
+def test_demo_random_walk_is_weight_like():
+    from fractaldiff.demo import random_walk
+
+    X = random_walk(100, 7, step=1e-3, seed=3)
+    assert X.shape == (100, 7) and X.dtype == np.float32
+    steps = np.diff(X.astype(np.float64), axis=0)
+    assert 5e-4 < steps.std() < 2e-3
