@@ -19,9 +19,9 @@ import numpy as np
 import scipy.fft
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import max_rel_err, msd_direct, reference_lags, timeit, weight_like  # noqa: E402
-
 import fractaldiff as fd  # noqa: E402
+
+from _common import max_rel_err, msd_direct, reference_lags, timeit, weight_like  # noqa: E402
 
 
 def scipy_fft_msd(X: np.ndarray) -> np.ndarray:

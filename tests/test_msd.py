@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from reference import displacement_direct, msd_direct, weight_like
 
 import fractaldiff as fd
+
+from reference import displacement_direct, msd_direct, weight_like
 
 
 def rel_err(a, b):

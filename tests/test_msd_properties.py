@@ -4,9 +4,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from reference import displacement_direct, msd_direct
 
 import fractaldiff as fd
+
+from reference import displacement_direct, msd_direct
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "check_device",
     "check_int",
+    "check_memory_limit",
     "check_lags",
     "check_n_threads",
     "check_options",
@@ -63,6 +65,37 @@ def check_options(opts: dict[str, Any], func: str, allowed: tuple[str, ...]) -> 
             f"known options: {', '.join(allowed) if allowed else 'none'}"
         )
     return opts
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def check_memory_limit(memory_limit: Any) -> int:
+    """Validate ``memory_limit=``: None (the default, 512 MiB), bytes as an int, or a string
+    such as ``"256MB"``, ``"1.5GiB"``. Returns bytes."""
+    from .sources import DEFAULT_MEMORY_LIMIT
+
+    if memory_limit is None:
+        return DEFAULT_MEMORY_LIMIT
+    if isinstance(memory_limit, str):
+        text = memory_limit.strip().upper().replace(" ", "")
+        num = text.rstrip("KMGTIB")
+        unit = text[len(num):]
+        try:
+            value = float(num) * _UNITS[unit]
+        except (ValueError, KeyError):
+            raise ValueError(
+                f"memory_limit={memory_limit!r} is not a size; use bytes or e.g. '512MB', '2GiB'"
+            ) from None
+    elif _is_int(memory_limit) or isinstance(memory_limit, float):
+        value = float(memory_limit)
+    else:
+        raise TypeError(f"memory_limit must be a number of bytes or a string like '512MB', "
+                        f"got {type(memory_limit).__name__}")
+    if not value >= 2**20:
+        raise ValueError(f"memory_limit must be at least 1 MiB, got {memory_limit!r}")
+    return int(value)
 
 
 def check_device(device: Any, func: str) -> str:

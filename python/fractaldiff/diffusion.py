@@ -2,46 +2,89 @@
 
 Both analyses are folds over column blocks of the snapshot matrix (see :mod:`fractaldiff.sources`):
 the compiled kernel adds each block into a small float64 accumulator, accumulators from different
-blocks, threads or machines add up, and a cheap final step in numpy gives the result.
+blocks, threads, parameter groups or dask workers add up, and a cheap final step in numpy gives
+the result. The same driver serves in-memory arrays, out-of-core sources, per-layer groups and
+dask clusters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from ._validation import check_device, check_lags, check_n_threads, check_options, check_ref
-from .sources import ArraySource, as_source
+from ._validation import (
+    check_device,
+    check_lags,
+    check_memory_limit,
+    check_n_threads,
+    check_options,
+    check_ref,
+)
+from .sources import Source, as_source, is_dask_array, iter_blocks
 
-__all__ = ["MSDAccumulator", "displacement", "msd"]
+__all__ = [
+    "DisplacementAccumulator",
+    "LagsAccumulator",
+    "MSDAccumulator",
+    "displacement",
+    "msd",
+]
 
 #: Smallest lags of the all-lag MSD summed by an exact direct pass (the rest via FFT).
 DIRECT_LAGS = 8
 
-_MSD_OPTIONS = ("device",)
+#: Key of the whole-trajectory result when ``groups=`` is used.
+TOTAL = "total"
 
 
-def _raise_for_status(status: int, src: ArraySource, func: str) -> None:
-    if status == _core.STATUS_OK:
-        return
+def _status_error(status: int, func: str, locate: Callable[[], Any], name: str) -> Exception:
     if status == _core.STATUS_OUT_OF_MEMORY:
-        raise MemoryError(f"{func}: could not allocate the kernel's workspace for T={src.n_rows}")
-    bad = src.first_nonfinite()
+        return MemoryError(f"{func}: could not allocate the kernel's workspace")
+    bad = locate()
     if bad is not None:
         t, d, value = bad
-        raise ValueError(
-            f"{src.name} contains {value} at snapshot t={t}, parameter d={d} (the first "
+        return ValueError(
+            f"{name} contains {value} at snapshot t={t}, parameter d={d} (the first "
             f"non-finite value in row-major order); {func} needs finite values"
         )
-    raise ValueError(
-        f"{src.name} holds values too large for float64 sums of squares (|x| ~ 1e150 or more); "
+    return ValueError(
+        f"{name} holds values too large for float64 sums of squares (|x| ~ 1e150 or more); "
         f"rescale it before calling {func}"
     )
 
 
-class MSDAccumulator:
+class _Accumulator:
+    """Partial sums over a set of columns; subclasses define the kernel, merge and finish."""
+
+    n_cols: int = 0
+
+    def fold(self, block: np.ndarray, n_threads: int = 0) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _key(self) -> tuple:  # pragma: no cover
+        raise NotImplementedError
+
+    def merge(self, other: _Accumulator) -> _Accumulator:
+        """Add an accumulator over a disjoint set of columns (in place); returns self."""
+        if type(other) is not type(self) or other._key() != self._key():
+            raise ValueError(
+                f"cannot merge {type(other).__name__}{other._key()} into "
+                f"{type(self).__name__}{self._key()}"
+            )
+        for mine, theirs in zip(self._arrays(), other._arrays()):
+            mine += theirs
+        self.n_cols += other.n_cols
+        return self
+
+
+class MSDAccumulator(_Accumulator):
     """Partial sums from which the all-lag MSD of a snapshot matrix is finished.
 
     The accumulator holds, for the columns folded so far: the power spectrum of the centred
@@ -69,24 +112,17 @@ class MSDAccumulator:
         self.direct = np.zeros(self.n_direct + 1)
         self.n_cols = 0
 
+    def _arrays(self):
+        return (self.power, self.sqnorm, self.direct)
+
+    def _key(self):
+        return (self.n_rows, self.n_direct)
+
     def fold(self, block: np.ndarray, n_threads: int = 0) -> int:
         """Add a ``(T, B)`` float32/float64 column block; returns the kernel's status code."""
         status = _core.fold_msd_fft(block, self.power, self.sqnorm, self.direct, n_threads)
         self.n_cols += block.shape[1]
         return status
-
-    def merge(self, other: MSDAccumulator) -> MSDAccumulator:
-        """Add another accumulator over a disjoint set of columns (in place); returns self."""
-        if (other.n_rows, other.n_direct) != (self.n_rows, self.n_direct):
-            raise ValueError(
-                f"cannot merge MSD accumulators of T={other.n_rows} (n_direct={other.n_direct}) "
-                f"into T={self.n_rows} (n_direct={self.n_direct})"
-            )
-        self.power += other.power
-        self.sqnorm += other.sqnorm
-        self.direct += other.direct
-        self.n_cols += other.n_cols
-        return self
 
     def result(self) -> np.ndarray:
         """The time-averaged MSD for lags 0..T-1 (float64, length T)."""
@@ -105,7 +141,281 @@ class MSDAccumulator:
         return out
 
 
-def msd(X: Any, lags: Any = None, *, n_threads: int | None = None, **opts: Any) -> np.ndarray:
+class LagsAccumulator(_Accumulator):
+    """Sums of squared lag differences for selected lags (exact direct pass)."""
+
+    def __init__(self, n_rows: int, lags: np.ndarray) -> None:
+        self.n_rows = int(n_rows)
+        self.lags = np.ascontiguousarray(lags, dtype=np.int64)
+        self.sums = np.zeros(self.lags.size)
+        self.n_cols = 0
+
+    def _arrays(self):
+        return (self.sums,)
+
+    def _key(self):
+        return (self.n_rows, tuple(self.lags.tolist()))
+
+    def fold(self, block: np.ndarray, n_threads: int = 0) -> int:
+        self.n_cols += block.shape[1]
+        if self.lags.size == 0:
+            return _core.STATUS_OK
+        return _core.fold_msd_lags(block, self.lags, self.sums, n_threads)
+
+    def result(self) -> np.ndarray:
+        """The MSD at the selected lags (float64, in the order given)."""
+        return self.sums / (self.n_rows - self.lags)
+
+
+class DisplacementAccumulator(_Accumulator):
+    """Squared distances of every snapshot from a reference snapshot."""
+
+    def __init__(self, n_rows: int, ref: int) -> None:
+        self.n_rows = int(n_rows)
+        self.ref = int(ref)
+        self.sq = np.zeros(self.n_rows)
+        self.n_cols = 0
+
+    def _arrays(self):
+        return (self.sq,)
+
+    def _key(self):
+        return (self.n_rows, self.ref)
+
+    def fold(self, block: np.ndarray, n_threads: int = 0) -> int:
+        self.n_cols += block.shape[1]
+        return _core.fold_displacement(block, self.ref, self.sq, n_threads)
+
+    def result(self) -> np.ndarray:
+        """R(t) = ||X[t] - X[ref]||, float64."""
+        return np.sqrt(self.sq)
+
+
+# ---- parameter groups ---------------------------------------------------------------------------
+
+
+def _resolve_groups(groups: Any, src: Any, n_cols: int) -> list[tuple[str, Any]]:
+    """Normalise ``groups=`` to ``[(name, slice | sorted index array), ...]``."""
+    if isinstance(groups, str):
+        if groups != "layers":
+            raise ValueError(
+                f"groups must be a mapping name -> columns or 'layers', got {groups!r}"
+            )
+        layout = getattr(src, "layout", None)
+        if not layout:
+            raise ValueError(
+                "groups='layers' needs a source that records its parameter layout (a "
+                "SnapshotStore or a checkpoint folder); pass groups={name: slice} instead"
+            )
+        groups = {name: slice(a, b) for name, a, b in layout}
+    if not isinstance(groups, Mapping) or not groups:
+        raise TypeError("groups must be a non-empty mapping name -> slice or index array")
+    out = []
+    for name, sel in groups.items():
+        if not isinstance(name, str):
+            raise TypeError(f"groups keys must be strings, got {name!r}")
+        if name == TOTAL:
+            raise ValueError(f"groups may not contain a group named {TOTAL!r} (reserved)")
+        if isinstance(sel, slice):
+            start, stop, step = sel.indices(n_cols)
+            if step != 1:
+                sel = np.arange(start, stop, step)
+            else:
+                if stop <= start:
+                    raise ValueError(f"groups[{name!r}] = {sel} selects no columns")
+                out.append((name, slice(start, stop)))
+                continue
+        idx = np.asarray(sel)
+        if idx.dtype.kind == "b":
+            if idx.shape != (n_cols,):
+                raise ValueError(f"groups[{name!r}] is a boolean mask of shape {idx.shape}, "
+                                 f"expected ({n_cols},)")
+            idx = np.flatnonzero(idx)
+        if idx.dtype.kind not in "iu" or idx.ndim != 1:
+            raise TypeError(f"groups[{name!r}] must be a slice, integer indices or a mask")
+        if idx.size == 0:
+            raise ValueError(f"groups[{name!r}] selects no columns")
+        if idx.min() < -n_cols or idx.max() >= n_cols:
+            raise ValueError(f"groups[{name!r}] has indices outside [0, {n_cols})")
+        idx = np.unique(np.where(idx < 0, idx + n_cols, idx))
+        out.append((name, idx))
+    return out
+
+
+def _membership(groups: list[tuple[str, Any]], a: int, b: int) -> np.ndarray:
+    """(n_groups, b-a) boolean membership of columns a..b-1."""
+    m = np.zeros((len(groups), b - a), dtype=bool)
+    for g, (_, sel) in enumerate(groups):
+        if isinstance(sel, slice):
+            lo, hi = max(sel.start, a), min(sel.stop, b)
+            if lo < hi:
+                m[g, lo - a : hi - a] = True
+        else:
+            lo, hi = np.searchsorted(sel, [a, b])
+            m[g, sel[lo:hi] - a] = True
+    return m
+
+
+def _fold_block(
+    block: np.ndarray,
+    start: int,
+    make: Callable[[], _Accumulator],
+    groups: list[tuple[str, Any]] | None,
+    n_threads: int,
+    accs: dict[bytes, _Accumulator],
+) -> int:
+    """Fold one column block (columns start..) into per-atom accumulators ``accs``.
+
+    An *atom* is a set of columns with the same group membership; folding each column once per
+    atom (not once per group) keeps overlapping groups and the total at the cost of one pass.
+    """
+    if groups is None:
+        acc = accs.get(b"")
+        if acc is None:
+            acc = accs[b""] = make()
+        return acc.fold(block, n_threads)
+    member = _membership(groups, start, start + block.shape[1])
+    keys = np.packbits(member, axis=0).T  # (B, ceil(G/8)) bytes per column
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    status = _core.STATUS_OK
+    for u in range(uniq.shape[0]):
+        cols = np.flatnonzero(inverse == u)
+        key = uniq[u].tobytes()
+        acc = accs.get(key)
+        if acc is None:
+            acc = accs[key] = make()
+        if cols[-1] - cols[0] + 1 == cols.size:  # contiguous: a view, no copy
+            sub = block[:, cols[0] : cols[-1] + 1]
+        else:
+            sub = np.ascontiguousarray(block[:, cols])
+        st = acc.fold(sub, n_threads)
+        status = status if status != _core.STATUS_OK else st
+    return status
+
+
+def _finish(accs: dict[bytes, _Accumulator], make, groups) -> Any:
+    total = make()
+    for acc in accs.values():
+        total.merge(acc)
+    if groups is None:
+        return total.result()
+    out = {TOTAL: total.result()}
+    for g, (name, _) in enumerate(groups):
+        acc = make()
+        for key, part in accs.items():
+            bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8))
+            if g < bits.size and bits[g]:
+                acc.merge(part)
+        out[name] = acc.result()
+    return out
+
+
+def _run_local(src: Source, make, groups, n_threads, memory_limit, progress, func) -> Any:
+    accs: dict[bytes, _Accumulator] = {}
+    for start, block in iter_blocks(src, memory_limit=memory_limit, progress=progress, desc=func):
+        status = _fold_block(block, start, make, groups, n_threads, accs)
+        if status != _core.STATUS_OK:
+            raise _status_error(status, func, src.first_nonfinite, src.name)
+    return _finish(accs, make, groups)
+
+
+# ---- dask -------------------------------------------------------------------------------------
+
+
+def _dask_task(block, start, make, groups, n_threads, func, name):
+    """Runs on a dask worker: fold one chunk into per-atom accumulators."""
+    from .sources import to_kernel_dtype
+
+    block = to_kernel_dtype(np.asarray(block))
+    accs: dict[bytes, _Accumulator] = {}
+    status = _fold_block(block, start, make, groups, n_threads, accs)
+    if status != _core.STATUS_OK:
+
+        def locate():
+            bad = np.argwhere(~np.isfinite(block))
+            if bad.size == 0:
+                return None
+            t, d = bad[0]
+            return int(t), start + int(d), float(block[t, d])
+
+        raise _status_error(status, func, locate, name)
+    return accs
+
+
+def _merge_atoms(*parts: dict[bytes, _Accumulator]) -> dict[bytes, _Accumulator]:
+    out: dict[bytes, _Accumulator] = {}
+    for part in parts:
+        for key, acc in part.items():
+            if key in out:
+                out[key].merge(acc)
+            else:
+                out[key] = acc
+    return out
+
+
+def _run_dask(X, make, groups, n_threads, func, name) -> Any:
+    import dask
+
+    if X.ndim == 1:
+        X = X[:, None]
+    X = X.rechunk({0: -1})  # every task needs all snapshots of its columns
+    blocks = X.to_delayed().reshape(-1)
+    starts = np.concatenate(([0], np.cumsum(X.chunks[1])[:-1]))
+    task = dask.delayed(_dask_task, pure=True)
+    parts = [task(b, int(s), make, groups, n_threads, func, name) for b, s in zip(blocks, starts)]
+    merge = dask.delayed(_merge_atoms, pure=True)
+    while len(parts) > 1:  # tree reduction on the cluster
+        parts = [merge(*parts[i : i + 8]) for i in range(0, len(parts), 8)]
+    (accs,) = dask.compute(parts[0])
+    return _finish(accs, make, groups)
+
+
+def _check_dask(X, name: str) -> tuple[int, int]:
+    if X.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D (T,) or 2-D (T, D); got a {X.ndim}-D dask array "
+                         f"of shape {X.shape}")
+    if np.dtype(X.dtype).kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    t = int(X.shape[0])
+    d = int(X.shape[1]) if X.ndim == 2 else 1
+    if d == 0:
+        raise ValueError(f"{name} has D=0 parameters (shape {X.shape})")
+    return t, d
+
+
+# ---- public API -----------------------------------------------------------------------------
+
+
+def _analyse(X, func, min_rows, what, make_for, groups, n_threads, memory_limit, progress, opts):
+    check_options(opts, func, ("device",))
+    check_device(opts.get("device", "auto"), func)
+    nt = check_n_threads(n_threads)
+    limit = check_memory_limit(memory_limit)
+    if is_dask_array(X):
+        t, d = _check_dask(X, "X")
+        if t < min_rows:
+            raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
+        make = make_for(t)
+        grp = None if groups is None else _resolve_groups(groups, X, d)
+        return _run_dask(X, make, grp, nt or 1, func, "X")
+    src = as_source(X, "X")
+    src.require(min_rows=min_rows, what=what)
+    make = make_for(src.n_rows)
+    grp = None if groups is None else _resolve_groups(groups, src, src.n_cols)
+    return _run_local(src, make, grp, nt, limit, progress, func)
+
+
+def msd(
+    X: Any,
+    lags: Any = None,
+    *,
+    n_threads: int | None = None,
+    memory_limit: int | str | None = None,
+    groups: Any = None,
+    progress: bool | None = None,
+    **opts: Any,
+) -> Any:
     r"""Time-averaged mean-squared displacement of a snapshot trajectory, for all or some lags.
 
     .. math::
@@ -118,28 +428,42 @@ def msd(X: Any, lags: Any = None, *, n_threads: int | None = None, **opts: Any) 
 
     Parameters
     ----------
-    X : array_like, shape (T, D) or (T,)
+    X : array_like, shape (T, D) or (T,), or a snapshot source
         Snapshots in time (rows) of D parameters (columns): a numpy array or memmap of any
-        strides and byte order, or a torch CPU tensor. Integer and boolean data are converted
-        to float64 one block at a time. 1-D input is one coordinate. Needs T >= 2, D >= 1.
+        strides and byte order, a torch CPU tensor, a path (``.npy`` file, snapshot store,
+        zarr array, checkpoint folder), a :class:`~fractaldiff.store.SnapshotStore`, a zarr
+        array or h5py dataset, or a dask array (computed on the dask cluster). Integer and
+        boolean data are converted to float64 one block at a time. 1-D input is one
+        coordinate. Needs T >= 2, D >= 1.
     lags : array_like of int, optional
         Distinct lags in [0, T-1]. If given, only these lags are computed, by an exact direct
         pass in O(T·D·len(lags)); the result follows their order.
     n_threads : int, optional
-        Threads for the compiled kernel (default: all the OpenMP runtime offers).
+        Threads for the compiled kernel (default: all the OpenMP runtime offers; 1 per task on
+        dask).
+    memory_limit : int or str, optional
+        Bound on the working set, in bytes or as ``"256MB"``/``"2GB"`` (default 512 MB). Data
+        read from disk streams through in column blocks that fit; memory-mapped float data is
+        read in place and needs none.
+    groups : mapping or "layers", optional
+        Parameter groups ``{name: slice | indices | boolean mask}``, or ``"layers"`` for the
+        layout recorded in a store. The result is then a dict with the MSD of every group and
+        of the whole (key ``"total"``), all from one pass over the data.
+    progress : bool, optional
+        Show a progress bar (default: when stderr is a terminal and the data is >= 1 GiB).
     device : {"auto", "cpu"}, optional
         Where to compute (this version computes on the CPU).
 
     Returns
     -------
-    numpy.ndarray of float64
+    numpy.ndarray of float64, or dict of them with ``groups``
         ``msd[tau]`` for tau = 0..T-1 (length T), or for the given lags. ``msd[0] == 0``.
 
     Raises
     ------
     ValueError
         Bad shape, T < 2, D = 0, NaN/Inf in X (the message names the first bad (t, d)),
-        out-of-range or duplicate lags.
+        out-of-range or duplicate lags, a memory_limit too small for one column.
     TypeError
         Complex, object or string data; non-integer lags; unknown options.
 
@@ -150,60 +474,66 @@ def msd(X: Any, lags: Any = None, *, n_threads: int | None = None, **opts: Any) 
     cost float precision), the power spectra of all columns are summed in float64 by a batched
     FFT, and one inverse FFT gives the autocorrelation. The 8 smallest lags, where the FFT terms
     cancel the most, are summed exactly by a direct pass. Accuracy on float32 weight-like data:
-    relative error below 1e-12 at every lag (contract: 1e-6).
+    relative error below 1e-10 at every lag (contract: 1e-6).
 
-    Memory: X is never copied when it is float32/float64; the kernel's workspace is
-    O(T × threads × 16 columns) float64 (about 256·T bytes per thread with AVX-512), plus
-    O(T) for the accumulators.
+    Memory: X is never copied when it is float32/float64 in memory or memory-mapped; the kernel's
+    workspace is O(T × threads × 16 columns) float64 (about 450·T bytes per thread with
+    AVX-512), plus O(T) for the accumulators; other sources stream within ``memory_limit``.
 
     Examples
     --------
     >>> import numpy as np, fractaldiff as fd
     >>> rng = np.random.default_rng(0)
-    >>> X = np.cumsum(rng.standard_normal((1000, 50)), axis=0)   # 50-D random walk
+    >>> X = np.cumsum(rng.standard_normal((1000, 500)), axis=0)   # 500-D random walk
     >>> m = fd.msd(X)
-    >>> m.shape, m[0]
+    >>> m.shape, float(m[0])
     ((1000,), 0.0)
-    >>> fd.msd(X, lags=[1, 10]).round(-1)  # about 50 per unit lag
-    array([ 50., 500.])
+    >>> np.round(fd.msd(X, lags=[1, 10]) / 500, 1)  # about 1 per unit lag and dimension
+    array([ 1., 10.])
+    >>> parts = fd.msd(X, groups={"first": slice(0, 100), "rest": slice(100, None)})
+    >>> bool(np.allclose(parts["first"] + parts["rest"], parts["total"]))
+    True
     """
-    check_options(opts, "msd", _MSD_OPTIONS)
-    check_device(opts.get("device", "auto"), "msd")
-    nt = check_n_threads(n_threads)
-    src = as_source(X, "X")
-    src.require(min_rows=2, what="the MSD")
-    t = src.n_rows
     if lags is not None:
-        lag_arr = check_lags(lags, t)
-        sums = np.zeros(lag_arr.size)
-        for _, block in src.column_blocks():
-            _raise_for_status(_core.fold_msd_lags(block, lag_arr, sums, nt), src, "msd")
-        return sums / (t - lag_arr)
-    acc = MSDAccumulator(t)
-    for _, block in src.column_blocks():
-        _raise_for_status(acc.fold(block, nt), src, "msd")
-    return acc.result()
+
+        def make_for(t):
+            return partial(LagsAccumulator, t, check_lags(lags, t))
+
+    else:
+
+        def make_for(t):
+            return partial(MSDAccumulator, t)
+
+    return _analyse(X, "msd", 2, "the MSD", make_for, groups, n_threads, memory_limit,
+                    progress, opts)
 
 
-def displacement(X: Any, ref: int = 0, *, n_threads: int | None = None, **opts: Any) -> np.ndarray:
+def displacement(
+    X: Any,
+    ref: int = 0,
+    *,
+    n_threads: int | None = None,
+    memory_limit: int | str | None = None,
+    groups: Any = None,
+    progress: bool | None = None,
+    **opts: Any,
+) -> Any:
     r"""Distance of every snapshot from a reference snapshot, :math:`R(t) = \|X_t - X_{ref}\|_2`.
 
     This is the paper's displacement R(t); late in training R(t) ~ t^(1/d_walk).
 
     Parameters
     ----------
-    X : array_like, shape (T, D) or (T,)
+    X : array_like, shape (T, D) or (T,), or a snapshot source
         Snapshot matrix, as for :func:`msd` (T >= 1, D >= 1).
     ref : int, default 0
         Index of the reference snapshot; negative values count from the end.
-    n_threads : int, optional
-        Threads for the compiled kernel.
-    device : {"auto", "cpu"}, optional
-        Where to compute (this version computes on the CPU).
+    n_threads, memory_limit, groups, progress, device
+        As for :func:`msd`.
 
     Returns
     -------
-    numpy.ndarray of float64, length T
+    numpy.ndarray of float64, length T (or a dict of them with ``groups``)
         ``R[t]``; ``R[ref] == 0``. Differences and sums are taken in float64.
 
     Examples
@@ -212,13 +542,9 @@ def displacement(X: Any, ref: int = 0, *, n_threads: int | None = None, **opts: 
     >>> fd.displacement(np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]))
     array([ 0.,  5., 10.])
     """
-    check_options(opts, "displacement", _MSD_OPTIONS)
-    check_device(opts.get("device", "auto"), "displacement")
-    nt = check_n_threads(n_threads)
-    src = as_source(X, "X")
-    src.require(min_rows=1, what="the displacement")
-    r = check_ref(ref, src.n_rows)
-    sq = np.zeros(src.n_rows)
-    for _, block in src.column_blocks():
-        _raise_for_status(_core.fold_displacement(block, r, sq, nt), src, "displacement")
-    return np.sqrt(sq)
+
+    def make_for(t):
+        return partial(DisplacementAccumulator, t, check_ref(ref, t))
+
+    return _analyse(X, "displacement", 1, "the displacement", make_for, groups, n_threads,
+                    memory_limit, progress, opts)

@@ -212,8 +212,7 @@ def _resolve_window(window: Any, t: np.ndarray, func: str) -> tuple[float, float
         raise ValueError(f"{func}: window must satisfy 0 < t_min < t_max, got {window!r}")
     if hi < t[0] or lo > t[-1]:
         raise ValueError(
-            f"{func}: window ({lo:g}, {hi:g}) lies outside the data; t spans "
-            f"[{t[0]:g}, {t[-1]:g}]"
+            f"{func}: window ({lo:g}, {hi:g}) lies outside the data; t spans [{t[0]:g}, {t[-1]:g}]"
         )
     inside = np.count_nonzero(_window_mask(t, lo, hi))
     if inside < MIN_FIT_POINTS:
@@ -447,9 +446,13 @@ def _resolve_noise(
     if effective_dims is not None:
         dims = _check_positive(effective_dims, "effective_dims", func)
     common = dict(
-        t=t, curve=curve, curve_kind=curve_kind, n_snapshots=n_snap,
-        effective_dims=dims, snapshot_spacing=spacing,
-    )  # fmt: skip
+        t=t,
+        curve=curve,
+        curve_kind=curve_kind,
+        n_snapshots=n_snap,
+        effective_dims=dims,
+        snapshot_spacing=spacing,
+    )
     if is_rows:
         if cov is not None:
             raise ValueError(
@@ -575,9 +578,7 @@ def _shrunk_correlation_cov(deviations: np.ndarray) -> np.ndarray:
     standard = centred / scale
     products = standard[:, :, None] * standard[:, None, :]
     corr = products.sum(axis=0) / (n_rows - 1)
-    corr_var = (
-        n_rows / (n_rows - 1) ** 3 * ((products - products.mean(axis=0)) ** 2).sum(axis=0)
-    )
+    corr_var = n_rows / (n_rows - 1) ** 3 * ((products - products.mean(axis=0)) ** 2).sum(axis=0)
     off = ~np.eye(corr.shape[0], dtype=bool)
     denom = float(np.sum(corr[off] ** 2))
     intensity = 1.0 if denom == 0 else float(np.clip(corr_var[off].sum() / denom, 0.0, 1.0))
@@ -628,11 +629,14 @@ def _quantile(confidence: float, dof: float) -> float:
 
 
 def _weighted_r2(z: np.ndarray, fitted: np.ndarray, w: np.ndarray) -> float:
+    """Weighted r^2; 1 when the residuals are at rounding level (e.g. a constant curve)."""
     zbar = np.sum(w * z) / np.sum(w)
     total = float(np.sum(w * (z - zbar) ** 2))
-    if total == 0:
+    resid = float(np.sum(w * (z - fitted) ** 2))
+    rounding = float(np.sum(w)) * (1e-12 * (1.0 + float(np.max(np.abs(z))))) ** 2
+    if resid <= rounding:
         return 1.0
-    return 1.0 - float(np.sum(w * (z - fitted) ** 2)) / total
+    return 1.0 - resid / total
 
 
 # --------------------------------------------------------------------------- plotting
@@ -1154,10 +1158,16 @@ def _auto_window(
     slope = _weighted_line(x, z, w)[0][1]
     log_cov = noise.log_cov(idx, slope)
     model = _select_piecewise(
-        x, z, w, log_cov,
-        n_breaks=None, max_breaks=max_breaks, min_width=0.3, min_points=min_points,
+        x,
+        z,
+        w,
+        log_cov,
+        n_breaks=None,
+        max_breaks=max_breaks,
+        min_width=0.3,
+        min_points=min_points,
         min_change=min_exponent_change,
-    )  # fmt: skip
+    )
     if model.breaks.size == 0:
         return full
     edges = np.concatenate([[x[0]], model.breaks, [x[-1]]])
@@ -1209,7 +1219,10 @@ def fit_exponent(
         row -- time-averaged MSDs of disjoint parameter blocks, or of independent
         seeds. The fit is to their mean (or sum, ``combine_rows``) and the
         covariance between points is estimated from their spread: this is the
-        recommended way to get a sound interval for real training runs.
+        recommended way to get a sound interval for real training runs. Rows must
+        be exchangeable: split parameters into blocks at random (not by layer), so
+        that every block is a sample of the same dynamics; blocks that differ only
+        by a constant factor do not inflate the error of the exponent.
     window : "auto", None or (t_min, t_max), default "auto"
         Range of t to fit (units of t). None uses all points. A manual window
         may reach past the data; ``ExponentFit.window`` reports the t range that
@@ -1303,8 +1316,9 @@ def fit_exponent(
     Examples
     --------
     >>> lags = np.arange(1, 1000)
-    >>> fit_exponent(lags, 3.0 * lags**0.7, window=None, cov="independent").exponent
-    0.7000000000000001
+    >>> fit = fit_exponent(lags, 3.0 * lags**0.7, window=None, cov="independent")
+    >>> round(fit.exponent, 6), round(fit.prefactor, 6)
+    (0.7, 3.0)
     """
     func = "fit_exponent"
     t_arr, rows, is_rows = _validate_curve(t, y, func)
@@ -1317,24 +1331,41 @@ def fit_exponent(
     min_change = _check_positive(min_exponent_change, "min_exponent_change", func)
     curve_values = _combine(rows, combine_rows, func)
     noise = _resolve_noise(
-        func, t_arr, rows, is_rows, curve_values,
-        cov=cov, n_snapshots=n_snapshots, effective_dims=effective_dims,
-        snapshot_spacing=snapshot_spacing, curve_kind=curve,
-    )  # fmt: skip
+        func,
+        t_arr,
+        rows,
+        is_rows,
+        curve_values,
+        cov=cov,
+        n_snapshots=n_snapshots,
+        effective_dims=effective_dims,
+        snapshot_spacing=snapshot_spacing,
+        curve_kind=curve,
+    )
     if method == "gls" and not noise.known:
         raise ValueError(
             f"{func}: method='gls' needs the covariance between points: pass 2-D y "
             "(replicate curves), a cov matrix, or cov='fbm'/'brownian' with its options"
+        )
+    if method == "gls" and is_rows and rows.shape[0] < 3:
+        raise ValueError(
+            f"{func}: method='gls' with 2-D y needs at least 3 rows (its standard error is a "
+            f"leave-one-row-out jackknife), got {rows.shape[0]}"
         )
     if isinstance(window, str) and window == "auto":
         upper = float(t_arr[-1])
         if noise.n_snapshots is not None and curve == "msd":
             upper = min(upper, fraction * noise.n_snapshots * noise.snapshot_spacing)
         lo, hi = _auto_window(
-            t_arr, curve_values, noise, func,
-            upper=upper, points_per_decade=ppd, max_breaks=int(max_breaks),
+            t_arr,
+            curve_values,
+            noise,
+            func,
+            upper=upper,
+            points_per_decade=ppd,
+            max_breaks=int(max_breaks),
             min_exponent_change=min_change,
-        )  # fmt: skip
+        )
     else:
         lo, hi = _resolve_window(window, t_arr, func)
     idx = _log_even_subset(t_arr, _window_mask(t_arr, lo, hi), ppd)
@@ -1357,6 +1388,8 @@ def fit_exponent(
             coef_cov = solver @ log_cov @ solver.T
     elif noise.source == "rows":
         coef, coef_cov, xc = _gls_rows(x, rows[:, idx])
+        if combine_rows == "sum":  # _gls_rows fits the mean of the rows
+            coef[0] += math.log10(rows.shape[0])
     else:
         iterations = 2 if noise.source == "fbm" else 1
         for _ in range(iterations):
@@ -1387,7 +1420,7 @@ def fit_exponent(
         t=t_arr[idx],
         y=curve_values[idx],
         weights=w,
-        t_data=t_arr,
+        t_data=t_arr.copy(),
         y_data=curve_values,
     )
 
@@ -1480,10 +1513,18 @@ def crossover(
         raise ValueError(f"{func}: cov must be None, 'independent' or a matrix, got {cov!r}")
     curve_values = _combine(rows, combine_rows, func)
     noise = _resolve_noise(
-        func, t_arr, rows, is_rows, curve_values,
-        cov=cov, n_snapshots=None, effective_dims=None, snapshot_spacing=1.0,
-        curve_kind="msd", warn=False,
-    )  # fmt: skip
+        func,
+        t_arr,
+        rows,
+        is_rows,
+        curve_values,
+        cov=cov,
+        n_snapshots=None,
+        effective_dims=None,
+        snapshot_spacing=1.0,
+        curve_kind="msd",
+        warn=False,
+    )
     lo, hi = _resolve_window(window, t_arr, func)
     idx = _log_even_subset(t_arr, _window_mask(t_arr, lo, hi), ppd)
     x = np.log10(t_arr[idx])
@@ -1498,10 +1539,16 @@ def crossover(
         )
     log_cov = noise.log_cov(idx, _weighted_line(x, z, w)[0][1])
     model = _select_piecewise(
-        x, z, w, log_cov,
-        n_breaks=fixed, max_breaks=int(max_breaks), min_width=min_width,
-        min_points=min_points, min_change=min_change,
-    )  # fmt: skip
+        x,
+        z,
+        w,
+        log_cov,
+        n_breaks=fixed,
+        max_breaks=int(max_breaks),
+        min_width=min_width,
+        min_points=min_points,
+        min_change=min_change,
+    )
     if model is None:
         raise ValueError(
             f"{func}: the data span {x[-1] - x[0]:.3g} decades with {idx.size} points, too "
@@ -1535,7 +1582,7 @@ def crossover(
         t=t_arr[idx],
         y=curve_values[idx],
         weights=w,
-        t_data=t_arr,
+        t_data=t_arr.copy(),
         y_data=curve_values,
     )
 
@@ -1586,10 +1633,18 @@ def local_slope(
         raise ValueError(f"{func}: cov must be None, 'independent' or a matrix, got {cov!r}")
     curve_values = _combine(rows, combine_rows, func)
     noise = _resolve_noise(
-        func, t_arr, rows, is_rows, curve_values,
-        cov=cov, n_snapshots=None, effective_dims=None, snapshot_spacing=1.0,
-        curve_kind="msd", warn=False,
-    )  # fmt: skip
+        func,
+        t_arr,
+        rows,
+        is_rows,
+        curve_values,
+        cov=cov,
+        n_snapshots=None,
+        effective_dims=None,
+        snapshot_spacing=1.0,
+        curve_kind="msd",
+        warn=False,
+    )
     x = np.log10(t_arr)
     z = np.log10(curve_values)
     w = _log_spacing_weights(x)
@@ -1608,8 +1663,9 @@ def local_slope(
     x_eval = np.log10(t_eval)
     slopes = np.empty(x_eval.size)
     stderr = np.empty(x_eval.size) if noise.known else None
-    for start in range(0, x_eval.size, 256):
-        stop = min(start + 256, x_eval.size)
+    chunk = max(1, min(256, 4_000_000 // x.size))  # kernel block of at most ~32 MB
+    for start in range(0, x_eval.size, chunk):
+        stop = min(start + chunk, x_eval.size)
         kernel = w[None, :] * np.exp(-0.5 * ((x[None, :] - x_eval[start:stop, None]) / h) ** 2)
         total = kernel.sum(axis=1, keepdims=True)
         centre = (kernel * x[None, :]).sum(axis=1, keepdims=True) / total
@@ -1617,8 +1673,7 @@ def local_slope(
         sxx = (kernel * dx**2).sum(axis=1, keepdims=True)
         if np.any(sxx <= 0):
             raise ValueError(
-                f"{func}: bandwidth = {h:g} decades is too narrow for the spacing of t; "
-                "increase it"
+                f"{func}: bandwidth = {h:g} decades is too narrow for the spacing of t; increase it"
             )
         coeff = kernel * dx / sxx  # slope = coeff @ z
         slopes[start:stop] = coeff @ z
@@ -1749,12 +1804,14 @@ class DiffusionExponents:
 
     @property
     def diffusion_type(self) -> str:
-        """"sub-diffusive", "Brownian", "super-diffusive" or "ballistic", judged by the interval.
+        """ "sub-diffusive", "Brownian", "super-diffusive" or "ballistic", judged by the interval.
 
         "Brownian" when the interval of beta contains 1, "ballistic" when it lies
-        above 1 and contains 2.
+        above 1 and contains 2. The interval is widened by 1e-6 so that exact
+        data (stderr 0) are classified despite rounding.
         """
         lo, hi = self.msd_exponent_ci
+        lo, hi = lo - 1e-6, hi + 1e-6
         if lo <= 1.0 <= hi:
             return "Brownian"
         if hi < 1.0:
