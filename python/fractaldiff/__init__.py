@@ -17,17 +17,36 @@ except ImportError as exc:  # pragma: no cover - only when the extension was not
     ) from exc
 
 from ._info import build_info
+from .boxcount import box_counting_dimension, box_counts
+from .correlation import (
+    TrajectoryPCA,
+    centered_gram,
+    correlation_dimension,
+    msd_from_sqdist,
+    pairwise_sqdist,
+    trajectory_pca,
+)
 from .diffusion import MSDAccumulator, displacement, msd
+from .dimension import DimensionEstimate
 from .sources import ArraySource, as_source
 
 __version__ = _core.__version__
 
 __all__ = [
     "ArraySource",
+    "DimensionEstimate",
     "MSDAccumulator",
+    "TrajectoryPCA",
     "__version__",
     "as_source",
+    "box_counting_dimension",
+    "box_counts",
     "build_info",
+    "centered_gram",
+    "correlation_dimension",
     "displacement",
     "msd",
+    "msd_from_sqdist",
+    "pairwise_sqdist",
+    "trajectory_pca",
 ]
