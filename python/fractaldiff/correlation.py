@@ -60,6 +60,8 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
     g = np.zeros((t, t))
     for _, block in src.column_blocks():
         _raise_for_status(_core.fold_gram(block, g, nt), src, func)
+    if not np.all(np.isfinite(np.diagonal(g))):  # squares overflowed float64
+        _raise_for_status(_core.STATUS_NONFINITE, src, func)
     low = np.tril(g)
     low += np.tril(g, -1).T
     return low
@@ -67,9 +69,8 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
 
 def _sqdist_from_gram(g: np.ndarray) -> np.ndarray:
     d = np.diag(g).copy()
-    out = -2.0 * g
-    out += d[:, None]
-    out += d[None, :]
+    out = d[:, None] + d[None, :]  # d_i + d_j == d_j + d_i: the result is exactly symmetric
+    out -= 2.0 * g
     np.maximum(out, 0.0, out=out)
     np.fill_diagonal(out, 0.0)
     return out
