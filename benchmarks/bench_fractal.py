@@ -15,9 +15,8 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
 import fractaldiff as fd
+import numpy as np
 from fractaldiff import _core
 from fractaldiff.boxcount import grid_offsets
 

@@ -1,15 +1,14 @@
 """Box counting: the kernel against np.unique over quantized rows, invariances, bad input."""
 
+import fractaldiff as fd
+import fractaldiff._core as core
 import numpy as np
 import pytest
+from fractaldiff.boxcount import grid_offsets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from reference import box_counts_direct
-
-import fractaldiff as fd
-import fractaldiff._core as core
-from fractaldiff.boxcount import grid_offsets
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
