@@ -285,12 +285,14 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
     quadrature.
 
     Bias: box counting converges slowly and is biased low on finite samples (boxes of the set
-    that no sample point falls in are missed, more so at small eps). Measured with 50 000
-    points embedded in R^64 by a random orthonormal map (tests/test_fractal_properties.py):
-    Cantor set 0.60 (true 0.631), Sierpinski triangle 1.53 (true 1.585), filled square 1.94,
-    filled cube 2.80: errors of -0.03 to -0.2, growing with the dimension. Prefer the
-    correlation dimension (:func:`fractaldiff.correlation_dimension`) for sets of dimension
-    above about 2.
+    that no sample point falls in are missed, more so at small eps, and in high D box occupancy
+    is very uneven). Measured with 50 000 points embedded in R^64 by a random orthonormal map,
+    4 grids (tests/test_fractal_properties.py): Cantor set 0.63 (true 0.631), Sierpinski
+    triangle 1.59 (1.585), segment 1.00; but filled square 1.80 +- 0.15, Brownian trace in 3-D
+    1.77 +- 0.07, filled square in R^4 1.57-1.87 depending on the embedding, filled cube
+    2.3 +- 0.2 (true 3): for dimension >= 2 the bias (0.1-0.7) can exceed the reported
+    standard error, because 50 000 points leave only 2-3 usable octaves. Prefer the
+    correlation dimension (:func:`fractaldiff.correlation_dimension`) there.
 
     Examples
     --------
