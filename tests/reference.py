@@ -41,3 +41,24 @@ def weight_like(T: int, D: int, step: float, seed: int = 0, dtype=np.float32) ->
     offsets = rng.standard_normal(D)
     steps = step * rng.standard_normal((T, D))
     return (offsets + np.cumsum(steps, axis=0)).astype(dtype)
+
+
+def box_counts_direct(X, origin, eps0, n_scales) -> np.ndarray:
+    """Occupied boxes per dyadic scale: quantize q = trunc((x - origin) * (1/eps0)) exactly as
+    the kernel does, then count distinct rows of q >> k with np.unique(axis=0)."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    q = ((X - np.asarray(origin, dtype=np.float64)) * (1.0 / eps0)).astype(np.int64)
+    assert q.min() >= 0
+    return np.array([np.unique(q >> k, axis=0).shape[0] for k in range(n_scales)])
+
+
+def sqdist_direct(X) -> np.ndarray:
+    """All pairwise squared Euclidean distances in float64 (scipy's pdist)."""
+    from scipy.spatial.distance import pdist, squareform
+
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    return squareform(pdist(X, "sqeuclidean"))

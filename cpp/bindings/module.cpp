@@ -6,6 +6,7 @@ namespace bindings {
 void register_msd(pybind11::module_& m);
 void register_info(pybind11::module_& m);
 void register_io(pybind11::module_& m);
+void register_box(pybind11::module_& m);
 }  // namespace bindings
 }  // namespace fractaldiff
 
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
   fractaldiff::bindings::register_msd(m);
   fractaldiff::bindings::register_info(m);
   fractaldiff::bindings::register_io(m);
+  fractaldiff::bindings::register_box(m);
 }

@@ -1,5 +1,7 @@
 // Compiled once per SIMD level with -DFD_ARCH_NS=<level> and that level's compiler flags.
 #include "fractaldiff/msd_kernels.hpp"
+#include "fractaldiff/box_kernels.hpp"
+#include "fractaldiff/pairwise_kernels.hpp"
 
 #ifndef FD_ARCH_NAME
 #define FD_ARCH_NAME "baseline"
@@ -26,10 +28,31 @@ static int displacement_fold(const StridedMatrix& m, int64_t ref, double* out, i
                                : displacement_fold_impl<double>(m, ref, out, n_threads);
 }
 
+static int box_minmax(const StridedMatrix& m, double* mins, double* maxs, int n_threads) {
+  return m.dtype == DType::f32 ? box_minmax_impl<float>(m, mins, maxs, n_threads)
+                               : box_minmax_impl<double>(m, mins, maxs, n_threads);
+}
+
+static int box_ids_fold(const StridedMatrix& m, int64_t col_start, const double* origin,
+                        double inv_eps0, int n_scales, uint64_t key_seed, uint64_t* ids,
+                        int n_threads) {
+  return m.dtype == DType::f32
+             ? box_ids_impl<float>(m, col_start, origin, inv_eps0, n_scales, key_seed, ids,
+                                   n_threads)
+             : box_ids_impl<double>(m, col_start, origin, inv_eps0, n_scales, key_seed, ids,
+                                    n_threads);
+}
+
+static int gram_fold(const StridedMatrix& m, double* gram, int n_threads) {
+  return m.dtype == DType::f32 ? gram_fold_impl<float>(m, gram, n_threads)
+                               : gram_fold_impl<double>(m, gram, n_threads);
+}
+
 /// The kernel table of this SIMD level.
 const KernelTable& kernel_table() {
-  static const KernelTable table = {FD_ARCH_NAME, &msd_fft_fold, &msd_lags_fold,
-                                    &displacement_fold};
+  static const KernelTable table = {FD_ARCH_NAME,      &msd_fft_fold, &msd_lags_fold,
+                                    &displacement_fold, &box_minmax,   &box_ids_fold,
+                                    &gram_fold};
   return table;
 }
 

@@ -19,7 +19,16 @@ except ImportError as exc:  # pragma: no cover - only when the extension was not
 
 from . import dims, ensemble
 from ._info import build_info
+from .boxcount import box_counting_dimension, box_counts
 from .checkpoints import CheckpointFolder
+from .correlation import (
+    TrajectoryPCA,
+    centered_gram,
+    correlation_dimension,
+    msd_from_sqdist,
+    pairwise_sqdist,
+    trajectory_pca,
+)
 from .diffusion import (
     DisplacementAccumulator,
     LagsAccumulator,
@@ -27,6 +36,7 @@ from .diffusion import (
     displacement,
     msd,
 )
+from .dimension import DimensionEstimate
 from .dims import (
     Estimate,
     SpectralBoundCheck,
@@ -75,6 +85,7 @@ __all__ = [
     "CheckpointFolder",
     "Crossover",
     "DiffusionExponents",
+    "DimensionEstimate",
     "DisplacementAccumulator",
     "EnsembleFit",
     "Estimate",
@@ -92,12 +103,17 @@ __all__ = [
     "StoreCorruptedError",
     "StoreLockedError",
     "StoreRecoveryWarning",
+    "TrajectoryPCA",
     "UncalibratedStderrWarning",
     "__version__",
     "as_source",
+    "box_counting_dimension",
+    "box_counts",
     "build_info",
+    "centered_gram",
     "check_spectral_bound",
     "coarse_grained_diffusion_coefficient",
+    "correlation_dimension",
     "crossover",
     "dims",
     "displacement",
@@ -112,8 +128,11 @@ __all__ = [
     "is_store",
     "local_slope",
     "msd",
+    "msd_from_sqdist",
     "open_store",
+    "pairwise_sqdist",
     "reference_ergodicity_breaking",
     "spectral_dimension",
     "tamsd_covariance",
+    "trajectory_pca",
 ]

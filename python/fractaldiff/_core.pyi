@@ -8,6 +8,7 @@ STATUS_OK: int
 STATUS_NONFINITE: int
 STATUS_OUT_OF_MEMORY: int
 MAX_DIRECT_LAGS: int
+STATUS_OUT_OF_RANGE: int
 
 def msd_fft_length(n_rows: int) -> int: ...
 def fold_msd_fft(
@@ -37,3 +38,22 @@ def cuda_device_count() -> int: ...
 def cuda_runtime_version() -> str: ...
 def cuda_self_test() -> str: ...
 def digest_row(row: npt.NDArray[np.generic], n_threads: int = 0) -> tuple[int, int, int]: ...
+def box_minmax(
+    x: npt.NDArray[np.floating],
+    mins: npt.NDArray[np.float64],
+    maxs: npt.NDArray[np.float64],
+    n_threads: int = 0,
+) -> int: ...
+def fold_box_ids(
+    x: npt.NDArray[np.floating],
+    col_start: int,
+    origin: npt.NDArray[np.float64],
+    eps0: float,
+    n_scales: int,
+    key_seed: int,
+    ids: npt.NDArray[np.uint64],
+    n_threads: int = 0,
+) -> int: ...
+def fold_gram(
+    x: npt.NDArray[np.floating], gram: npt.NDArray[np.float64], n_threads: int = 0
+) -> int: ...

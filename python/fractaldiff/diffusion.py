@@ -57,6 +57,12 @@ def _status_error(status: int, func: str, locate: Callable[[], Any], name: str) 
     )
 
 
+def _raise_for_status(status: int, src: Source, func: str) -> None:
+    """Raise the exception a kernel status stands for (no-op for STATUS_OK)."""
+    if status != _core.STATUS_OK:
+        raise _status_error(status, func, src.first_nonfinite, src.name)
+
+
 class _Accumulator:
     """Partial sums over a set of columns; subclasses define the kernel, merge and finish."""
 

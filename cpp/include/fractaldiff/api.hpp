@@ -26,7 +26,8 @@ struct StridedMatrix {
 enum Status : int {
   kOk = 0,
   kNonFinite = 1,   ///< the input holds NaN/Inf (or values whose squares overflow float64)
-  kOutOfMemory = 2  ///< a workspace allocation failed
+  kOutOfMemory = 2,  ///< a workspace allocation failed
+  kOutOfRange = 3    ///< a quantized coordinate fell outside [0, 2^31) (box counting)
 };
 
 /// Largest number of small lags the all-lag kernel computes by an exact direct pass.
@@ -43,6 +44,15 @@ struct KernelTable {
                        int n_threads);
   /// Fold a column block into squared displacements: out[t] += sum_d (x[t,d]-x[ref,d])^2.
   int (*displacement_fold)(const StridedMatrix& x, int64_t ref, double* out, int n_threads);
+  /// Per-column min and max of a block (mins/maxs overwritten; see box_kernels.hpp).
+  int (*box_minmax)(const StridedMatrix& x, double* mins, double* maxs, int n_threads);
+  /// Fold a column block into box ids (T, n_scales, 2) uint64 (see box_kernels.hpp).
+  int (*box_ids_fold)(const StridedMatrix& x, int64_t col_start, const double* origin,
+                      double inv_eps0, int n_scales, uint64_t key_seed, uint64_t* ids,
+                      int n_threads);
+  /// Fold a column block into the lower triangle of the centred Gram matrix (T, T) float64
+  /// (see pairwise_kernels.hpp).
+  int (*gram_fold)(const StridedMatrix& x, double* gram, int n_threads);
 };
 
 /// The kernel table in use (the best level this CPU supports unless overridden).

@@ -1,0 +1,85 @@
+// Bindings of the box-counting and pairwise-distance (centred Gram) folds. Arguments are checked
+// while holding the GIL; the kernels then run without it.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "common.hpp"
+#include "fractaldiff/api.hpp"
+
+namespace fractaldiff {
+namespace bindings {
+
+namespace {
+
+double* as_vector(py::array_t<double>& a, int64_t length, const char* name) {
+  return as_accumulator(a, length, name);
+}
+
+int box_minmax(const py::array& x, py::array_t<double> mins, py::array_t<double> maxs,
+               int n_threads) {
+  const StridedMatrix m = as_matrix(x, "x");
+  double* lo = as_vector(mins, m.n_cols, "mins");
+  double* hi = as_vector(maxs, m.n_cols, "maxs");
+  if (m.n_cols == 0) return kOk;
+  if (m.n_rows == 0) throw std::invalid_argument("x must have at least one row");
+  py::gil_scoped_release release;
+  return active_kernels().box_minmax(m, lo, hi, n_threads);
+}
+
+int fold_box_ids(const py::array& x, int64_t col_start, py::array_t<double> origin, double eps0,
+                 int n_scales, uint64_t key_seed, py::array_t<uint64_t> ids, int n_threads) {
+  const StridedMatrix m = as_matrix(x, "x");
+  if (col_start < 0) throw std::invalid_argument("col_start must be >= 0");
+  if (!(eps0 > 0.0) || !std::isfinite(eps0))
+    throw std::invalid_argument("eps0 must be a finite number > 0");
+  if (n_scales < 1 || n_scales > 31) throw std::invalid_argument("n_scales must be in [1, 31]");
+  const double* o = as_vector(origin, m.n_cols, "origin");
+  if (ids.ndim() != 3 || ids.shape(0) != m.n_rows || ids.shape(1) != n_scales ||
+      ids.shape(2) != 2 || !(ids.flags() & py::array::c_style) || !ids.writeable())
+    throw std::invalid_argument("ids must be a writable C-contiguous uint64 array of shape "
+                                "(T, n_scales, 2)");
+  uint64_t* out = ids.mutable_data();
+  if (m.n_cols == 0 || m.n_rows == 0) return kOk;
+  py::gil_scoped_release release;
+  return active_kernels().box_ids_fold(m, col_start, o, 1.0 / eps0, n_scales, key_seed, out,
+                                       n_threads);
+}
+
+int fold_gram(const py::array& x, py::array_t<double> gram, int n_threads) {
+  const StridedMatrix m = as_matrix(x, "x");
+  if (gram.ndim() != 2 || gram.shape(0) != m.n_rows || gram.shape(1) != m.n_rows ||
+      !(gram.flags() & py::array::c_style) || !gram.writeable())
+    throw std::invalid_argument("gram must be a writable C-contiguous float64 array of shape "
+                                "(T, T)");
+  double* g = gram.mutable_data();
+  if (m.n_cols == 0 || m.n_rows == 0) return kOk;
+  py::gil_scoped_release release;
+  return active_kernels().gram_fold(m, g, n_threads);
+}
+
+}  // namespace
+
+void register_box(py::module_& m) {
+  m.attr("STATUS_OUT_OF_RANGE") = static_cast<int>(kOutOfRange);
+  m.def("box_minmax", &box_minmax, py::arg("x"), py::arg("mins"), py::arg("maxs"),
+        py::arg("n_threads") = 0,
+        "Overwrite mins/maxs (length B) with the per-column min and max of the block x (T, B). "
+        "Returns a status code (non-finite data -> STATUS_NONFINITE).");
+  m.def("fold_box_ids", &fold_box_ids, py::arg("x"), py::arg("col_start"), py::arg("origin"),
+        py::arg("eps0"), py::arg("n_scales"), py::arg("key_seed"), py::arg("ids"),
+        py::arg("n_threads") = 0,
+        "Quantize q = trunc((x - origin) * (1/eps0)) (must lie in [0, 2^31)) and add, for every "
+        "snapshot t and scale k, sum_d key_s(col_start + d) * (q >> k) mod 2^64 into "
+        "ids[t, k, s] (s = 0, 1). Returns a status code.");
+  m.def("fold_gram", &fold_gram, py::arg("x"), py::arg("gram"), py::arg("n_threads") = 0,
+        "Add the centred Gram matrix of the block x (T, B) (columns centred by their mean over "
+        "T) into the lower triangle (j <= i) of gram (T, T); the strict upper triangle is "
+        "scratch. Returns a status code.");
+}
+
+}  // namespace bindings
+}  // namespace fractaldiff

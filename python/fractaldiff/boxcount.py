@@ -1,0 +1,351 @@
+"""Box counting of a weight trajectory: occupied boxes per dyadic scale and the box dimension.
+
+The snapshots W[t] are T points in R^D. For box sides eps_k = eps0 * 2^k (k = 0..n_scales-1)
+the compiled kernel quantizes every value once, q = floor((x - o_d) / eps0), and gets every
+coarser scale as q >> k. A snapshot's box at each scale is identified by two 64-bit sums over
+the coordinates of randomly keyed terms (see ``cpp/include/fractaldiff/box_kernels.hpp`` for
+the collision bound: below 2^-68 per pair of distinct boxes), so column blocks, threads and
+machines merge by adding ids. Counting distinct ids per scale finishes the job.
+
+Why every grid gets a random offset: a set spread over R^D by a random rotation spans only
+about 1/sqrt(D) of its diameter along each axis. A grid anchored at each coordinate's minimum
+then puts the whole set into one box until eps falls below that per-axis extent, and then into
+almost T boxes within one octave: no power law. Shifting coordinate d by an offset u_d drawn
+uniformly over the coarsest box (hence uniform modulo every finer dyadic box too) restores the
+power law, so it is always done; ``n_grids`` > 1 averages several such grids.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validation import check_device, check_int, check_n_threads, check_options
+from .diffusion import _raise_for_status
+from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
+from .sources import ArraySource, as_source
+
+__all__ = ["box_counts", "box_counting_dimension", "grid_offsets"]
+
+_OPTIONS = ("device",)
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: Default number of dyadic scales.
+DEFAULT_SCALES = 16
+#: Quantized coordinates must stay below this (int32 range of the kernel).
+_Q_LIMIT = 2.0**31
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64 finalizer on uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _grid_seed(seed: int, grid: int) -> int:
+    s = np.array([(seed * 0x2545F4914F6CDD1D + grid * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF],
+                 dtype=np.uint64)
+    return int(_splitmix64(s)[0])
+
+
+def grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) -> np.ndarray:
+    """Random per-coordinate grid offsets, uniform on [0, coarsest), as used by box counting.
+
+    The offset of coordinate d depends only on (seed, grid, d), so any block of columns can be
+    processed independently (out of core, on other machines) with the same grid.
+
+    Parameters
+    ----------
+    columns : array_like of int
+        Global column (parameter) indices d.
+    coarsest : float
+        Side of the coarsest box.
+    seed, grid : int
+        Random seed and grid number.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+    """
+    d = np.asarray(columns, dtype=np.uint64)
+    h = _splitmix64(d ^ np.uint64(_grid_seed(seed, grid)))
+    u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53  # uniform on [0, 1)
+    return u * float(coarsest)
+
+
+def _column_ranges(src: ArraySource, nt: int, func: str) -> tuple[np.ndarray, np.ndarray]:
+    mins = np.empty(src.n_cols)
+    maxs = np.empty(src.n_cols)
+    for start, block in src.column_blocks():
+        b = block.shape[1]
+        lo, hi = np.empty(b), np.empty(b)
+        _raise_for_status(_core.box_minmax(block, lo, hi, nt), src, func)
+        mins[start:start + b] = lo
+        maxs[start:start + b] = hi
+    return mins, maxs
+
+
+def _check_eps0(eps0: Any) -> float:
+    if isinstance(eps0, (bool, np.bool_)) or not isinstance(eps0, (int, float, np.integer,
+                                                                   np.floating)):
+        raise TypeError(f"eps0 must be a positive number, got {type(eps0).__name__} {eps0!r}")
+    eps0 = float(eps0)
+    if not math.isfinite(eps0) or eps0 <= 0:
+        raise ValueError(f"eps0 must be a finite number > 0, got {eps0}")
+    return eps0
+
+
+def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: Any,
+                         n_threads: Any, opts: dict, func: str):
+    check_options(opts, func, _OPTIONS)
+    check_device(opts.get("device", "auto"), func)
+    nt = check_n_threads(n_threads)
+    n_grids = check_int(n_grids, "n_grids", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    if n_scales is not None:
+        n_scales = check_int(n_scales, "n_scales", minimum=1)
+        if n_scales > 31:
+            raise ValueError(f"n_scales must be <= 31 (dyadic scales of 31-bit boxes), got "
+                             f"{n_scales}")
+    if eps0 is not None:
+        eps0 = _check_eps0(eps0)
+    src = as_source(X, "X")
+    src.require(min_rows=1, what="box counting")
+    mins, maxs = _column_ranges(src, nt, func)
+    span = float(np.max(maxs - mins))  # largest per-coordinate extent (L-infinity diameter)
+    if eps0 is None:
+        # The coarsest box must hold the whole set: a randomly offset grid of side eps cuts
+        # the set along coordinate d with probability ~ extent_d / eps, so N(eps) ~ 1 +
+        # sum_d extent_d / eps at coarse scales. In high D the sum of the per-coordinate
+        # extents is ~sqrt(D) times the largest one, so the coarsest box is the power of two
+        # >= max(2 * largest extent, sum of extents), and 16 scales are added below twice the
+        # largest extent.
+        total = float(np.sum(maxs - mins))
+        if span > 0:
+            top = 2.0 ** math.ceil(math.log2(max(2 * span, total)))
+            extra = int(round(math.log2(top))) - math.ceil(math.log2(2 * span))
+        else:
+            top, extra = 1.0, 0
+        k = min(31, DEFAULT_SCALES + extra) if n_scales is None else n_scales
+        eps0 = top / 2.0 ** (k - 1)
+        n_scales = k
+    elif n_scales is None:
+        n_scales = 1 if span == 0 else max(1, min(31, math.ceil(math.log2(2 * span / eps0)) + 1))
+    coarsest = eps0 * 2.0 ** (n_scales - 1)
+    if span / eps0 + 2.0 ** (n_scales - 1) >= _Q_LIMIT:
+        raise ValueError(
+            f"eps0={eps0:g} is too small for the data: its largest per-coordinate extent "
+            f"{span:g} spans {span / eps0:.3g} boxes, and box counting supports at most "
+            f"2^31 boxes per coordinate (including the random offset of up to "
+            f"2^(n_scales-1) = {2 ** (n_scales - 1)} boxes); use eps0 >= "
+            f"{span / (_Q_LIMIT - 2.0 ** (n_scales - 1)):.3g}"
+        )
+    t = src.n_rows
+    counts = np.empty((n_grids, n_scales), dtype=np.int64)
+    for g in range(n_grids):
+        key_seed = _grid_seed(seed, g) ^ 0x5851F42D4C957F2D
+        ids = np.zeros((t, n_scales, 2), dtype=np.uint64)
+        for start, block in src.column_blocks():
+            b = block.shape[1]
+            cols = np.arange(start, start + b)
+            origin = mins[start:start + b] - grid_offsets(cols, coarsest, seed, g)
+            status = _core.fold_box_ids(block, start, origin, eps0, n_scales, key_seed, ids, nt)
+            if status == _core.STATUS_OUT_OF_RANGE:  # pragma: no cover - guarded above
+                raise ValueError(f"{func}: a quantized coordinate left [0, 2^31); raise eps0")
+            _raise_for_status(status, src, func)
+        for k in range(n_scales):
+            pairs = np.ascontiguousarray(ids[:, k, :]).view(np.dtype((np.void, 16)))
+            counts[g, k] = np.unique(pairs).size
+    eps = eps0 * 2.0 ** np.arange(n_scales)
+    return eps, counts, t
+
+
+def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None,
+               n_grids: int = 1, seed: int = 0, n_threads: int | None = None,
+               **opts: Any) -> tuple[np.ndarray, np.ndarray]:
+    r"""Number of occupied boxes N(eps) of the snapshot cloud at dyadic scales.
+
+    Box sides are :math:`\varepsilon_k = \varepsilon_0 2^k`, k = 0..n_scales-1; all scales come
+    from one pass over the data per grid.
+
+    Parameters
+    ----------
+    X : array_like, shape (T, D) or (T,)
+        Snapshots (rows are points in R^D), as for :func:`fractaldiff.msd`.
+    eps0 : float, optional
+        Finest box side, in the units of X. Default: the coarsest box is the smallest power of
+        two >= max(twice the largest per-coordinate extent, the sum of the per-coordinate
+        extents) (so the whole set fits in about one box even in high D), and the finest is
+        2^-16 of twice the largest extent (2^-(n_scales-1) of the coarsest if n_scales is given).
+    n_scales : int, optional
+        Number of dyadic scales (1..31). Default: 16 plus the octaves between twice the largest
+        extent and the coarsest box when ``eps0`` is not given; otherwise enough scales to reach
+        a box of twice the largest per-coordinate extent.
+    n_grids : int, default 1
+        Number of randomly offset grids; counts are averaged over them (cost grows linearly).
+    seed : int, default 0
+        Seed of the random grid offsets and hash keys (results are reproducible).
+    n_threads : int, optional
+        Threads for the compiled kernels.
+    device : {"auto", "cpu"}, optional
+        Where to compute (this version computes on the CPU).
+
+    Returns
+    -------
+    eps : numpy.ndarray of float64, shape (n_scales,)
+        Box sides, ascending.
+    counts : numpy.ndarray of float64, shape (n_scales,)
+        Occupied boxes at each side, averaged over the grids (integers for one grid);
+        non-increasing in eps for each grid, at most T.
+
+    Raises
+    ------
+    ValueError
+        Bad shape, T = 0, D = 0, NaN/Inf in X, ``eps0`` <= 0 or so small that a coordinate
+        would span 2^31 boxes or more, ``n_scales`` outside 1..31.
+    TypeError
+        Non-numeric data or arguments, unknown options.
+
+    Notes
+    -----
+    Each grid is shifted by a random offset per coordinate, uniform over the coarsest box (see
+    the module docstring for why this matters in high D). Box ids are two 64-bit randomly keyed
+    sums; two distinct boxes get the same id with probability at most 2^-68 (2^-128 in the
+    typical case), so the counts are exact except with probability below
+    ``n_scales * T**2 * 2**-69``.
+
+    Cost: one min/max pass plus one pass per grid over X, about 4 integer multiply-adds per
+    element and scale, vectorized and threaded; memory O(T * n_scales) beyond X, which is never
+    copied when it is float32/float64.
+
+    Examples
+    --------
+    >>> import numpy as np, fractaldiff as fd
+    >>> t = np.linspace(0, 1, 4096)
+    >>> X = np.outer(t, np.ones(20)) / np.sqrt(20)          # a segment in 20-D
+    >>> eps, n = fd.box_counts(X, n_scales=8)
+    >>> bool(np.all(np.diff(n) <= 0)), int(n.max()) <= 4096
+    (True, True)
+    """
+    eps, counts, _ = _box_counts_per_grid(X, eps0, n_scales, n_grids, seed, n_threads, opts,
+                                          "box_counts")
+    return eps, counts.mean(axis=0)
+
+
+def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None = None,
+                           n_scales: int | None = None, n_grids: int = 1, seed: int = 0,
+                           min_count: int = 16, max_fill: float = 1 / 32,
+                           n_threads: int | None = None, **opts: Any) -> DimensionEstimate:
+    r"""Box-counting dimension of the snapshot cloud: the slope of log N(eps) vs log(1/eps).
+
+    Parameters
+    ----------
+    X : array_like, shape (T, D) or (T,)
+        Snapshots, as for :func:`box_counts`.
+    window : "auto" or (float, float), default "auto"
+        Scaling region: the box sides ``(smallest, largest)`` to fit over, or "auto" (see Notes).
+    eps0, n_scales, n_grids, seed, n_threads, device
+        As for :func:`box_counts`.
+    min_count : int, default 16
+        Automatic window: ignore scales with fewer occupied boxes (the coarse end, where a few
+        boxes and the grid's position dominate).
+    max_fill : float, default 1/32
+        Automatic window: ignore scales with more than ``max_fill * T`` boxes (fewer than 32
+        points per box on average). There the finite sample leaves boxes of the set empty and
+        N(eps) bends towards T; in high D the occupancy of boxes is very uneven (a set cuts
+        many boxes only at a corner), so this needs far more points per box than in 2-D.
+
+    Returns
+    -------
+    DimensionEstimate
+        ``.dimension``, ``.stderr``, ``.window`` (smallest, largest eps used), ``.eps``,
+        ``.counts``; ``.details["counts_per_grid"]``.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`box_counts`; also when fewer than 2 scales (auto: 3) are usable for a fit:
+        the message says how many and how to get more.
+
+    Notes
+    -----
+    Automatic window: among scales with ``min_count <= N <= max_fill * T``, the longest run of
+    at least 3 consecutive scales in which the slopes fitted to the run's two halves agree
+    within 10 %
+    (:func:`fractaldiff.dimension.select_window`).
+
+    Uncertainty: the straight-line standard error, the difference between the slopes of the two
+    halves of the window (curvature, i.e. the systematic error of a finite scaling range) and,
+    for ``n_grids`` > 1, the scatter of the per-grid slopes / sqrt(n_grids), added in
+    quadrature.
+
+    Bias: box counting converges slowly and is biased low on finite samples (boxes of the set
+    that no sample point falls in are missed, more so at small eps, and in high D box occupancy
+    is very uneven). Measured with 50 000 points embedded in R^64 by a random orthonormal map,
+    4 grids (tests/test_fractal_properties.py): Cantor set 0.63 (true 0.631), Sierpinski
+    triangle 1.59 (1.585), segment 1.00; but filled square 1.80 +- 0.15, Brownian trace in 3-D
+    1.77 +- 0.07, filled square in R^4 1.57-1.87 depending on the embedding, filled cube
+    2.3 +- 0.2 (true 3): for dimension >= 2 the bias (0.1-0.7) can exceed the reported
+    standard error, because 50 000 points leave only 2-3 usable octaves. Prefer the
+    correlation dimension (:func:`fractaldiff.correlation_dimension`) there.
+
+    Examples
+    --------
+    >>> import numpy as np, fractaldiff as fd
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(size=(20000, 1)) @ rng.standard_normal((1, 30))   # a segment in 30-D
+    >>> est = fd.box_counting_dimension(X)
+    >>> round(est.dimension, 1)
+    1.0
+    """
+    eps, counts, t = _box_counts_per_grid(X, eps0, n_scales, n_grids, seed, n_threads, opts,
+                                          "box_counting_dimension")
+    min_count = check_int(min_count, "min_count", minimum=1)
+    max_fill = float(max_fill)
+    if not 0 < max_fill <= 1:
+        raise ValueError(f"max_fill must lie in (0, 1], got {max_fill}")
+    mean = counts.mean(axis=0)
+    x = -np.log(eps)[::-1]  # log(1/eps), increasing
+    y = np.log(mean)[::-1]
+    if isinstance(window, str) and window == "auto":
+        cand = (mean[::-1] >= min_count) & (mean[::-1] <= max_fill * t)
+        ncand = int(cand.sum())
+        if ncand < 3:
+            raise ValueError(
+                f"box_counting_dimension: only {ncand} scale(s) have between min_count="
+                f"{min_count} and max_fill*T={max_fill * t:g} occupied boxes; the automatic "
+                f"window needs at least 3 (counts: {mean.astype(int).tolist()}). Use more "
+                f"snapshots (T={t}: about 8 * 4**dimension points are needed for 3 "
+                f"octaves), more scales or a smaller eps0, or pass window=(eps_lo, eps_hi)"
+            )
+        start, stop = select_window(x, y, cand, min_points=3, tolerance=0.1)
+        rule = (f"auto: longest run of >= 3 scales with {min_count} <= N <= {max_fill:g}*T "
+                f"whose two halves' slopes agree within 10%")
+    else:
+        lo, hi = _resolve_manual_window(window, eps, "box_counting_dimension")
+        # indices in the reversed (increasing 1/eps) order
+        start, stop = len(eps) - hi, len(eps) - lo
+        rule = "manual"
+    dim, intercept, stderr = _fit(x, y, start, stop)
+    g = counts.shape[0]
+    if g > 1:
+        per_grid = [_fit(x, np.log(np.maximum(c, 1))[::-1], start, stop)[0] for c in counts]
+        stderr = math.sqrt(stderr**2 + float(np.var(per_grid, ddof=1)) / g)
+    ws = np.exp(-x[start:stop])
+    return DimensionEstimate(
+        method="box counting",
+        dimension=float(dim),
+        stderr=float(stderr),
+        window=(float(ws.min()), float(ws.max())),
+        scales=eps,
+        values=mean,
+        n_points=t,
+        window_rule=rule,
+        intercept=float(intercept),
+        details={"counts_per_grid": counts, "n_grids": g},
+    )

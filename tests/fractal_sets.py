@@ -1,0 +1,45 @@
+"""Point sets of known dimension, embedded in R^D by a random orthonormal map (for the tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def embed(P: np.ndarray, D: int, seed: int = 0) -> np.ndarray:
+    """Map k-dimensional points P (n, k) into R^D by a random orthonormal k-frame."""
+    rng = np.random.default_rng(seed + 1000)
+    Q, _ = np.linalg.qr(rng.standard_normal((D, P.shape[1])))
+    return P @ Q.T
+
+
+def cantor(n: int, seed: int = 0, depth: int = 30) -> np.ndarray:
+    """Uniform measure on the middle-thirds Cantor set in [0, 1] (dimension log 2 / log 3)."""
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2, size=(n, depth))
+    return (2.0 * bits * 3.0 ** -np.arange(1, depth + 1)).sum(axis=1)[:, None]
+
+
+def sierpinski(n: int, seed: int = 0, depth: int = 40) -> np.ndarray:
+    """Uniform measure on the Sierpinski triangle (dimension log 3 / log 2)."""
+    rng = np.random.default_rng(seed)
+    v = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+    digits = rng.integers(0, 3, size=(n, depth))
+    w = 2.0 ** -np.arange(1, depth + 1)
+    return np.einsum("nk,nkd->nd", w[None, :] * np.ones((n, 1)), v[digits])
+
+
+def cube(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """Uniform points in the unit k-cube (dimension k)."""
+    return np.random.default_rng(seed).uniform(size=(n, k))
+
+
+def brownian3(n: int, seed: int = 0) -> np.ndarray:
+    """A Brownian path in R^3 sampled at n times (its trace has dimension 2)."""
+    return np.cumsum(np.random.default_rng(seed).standard_normal((n, 3)), axis=0)
+
+
+DIMENSIONS = {
+    "cantor": np.log(2) / np.log(3),
+    "sierpinski": np.log(3) / np.log(2),
+    "brownian3": 2.0,
+}
