@@ -250,3 +250,15 @@ def test_peak_anonymous_memory_within_limit(tmp_path, dtype):
     grown = int(out.stdout.strip())
     assert grown <= limit + 256 * 2**20
     assert grown < T * D * 4 / 2  # never holds a copy of the data
+
+
+def test_box_counts_and_distances_stream_within_memory_limit(W):
+    # streamed (converted) blocks give the same box ids and distances as the in-place run
+    lazy = LazyArray(W)
+    eps, counts = fd.box_counts(W, n_scales=12)
+    eps2, counts2 = fd.box_counts(lazy, n_scales=12, memory_limit=2**20)
+    np.testing.assert_array_equal(eps, eps2)
+    np.testing.assert_array_equal(counts, counts2)
+    assert len(lazy.reads) > 2  # min/max pass and id pass, each in several blocks
+    np.testing.assert_allclose(fd.pairwise_sqdist(W.astype(">f4"), memory_limit="1MiB"),
+                               fd.pairwise_sqdist(W), rtol=1e-12, atol=1e-12)

@@ -23,14 +23,20 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import check_device, check_int, check_n_threads, check_options
+from ._validation import (
+    check_device,
+    check_int,
+    check_memory_limit,
+    check_n_threads,
+    check_options,
+)
 from .diffusion import _raise_for_status
 from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
-from .sources import ArraySource, as_source
+from .sources import Source, as_source, iter_blocks
 
 __all__ = ["box_counts", "box_counting_dimension", "grid_offsets"]
 
-_OPTIONS = ("device",)
+_OPTIONS = ("device", "memory_limit", "progress")
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 #: Default number of dyadic scales.
 DEFAULT_SCALES = 16
@@ -78,10 +84,12 @@ def grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) ->
     return u * float(coarsest)
 
 
-def _column_ranges(src: ArraySource, nt: int, func: str) -> tuple[np.ndarray, np.ndarray]:
+def _column_ranges(src: Source, nt: int, func: str, limit: int, progress: Any
+                   ) -> tuple[np.ndarray, np.ndarray]:
     mins = np.empty(src.n_cols)
     maxs = np.empty(src.n_cols)
-    for start, block in src.column_blocks():
+    for start, block in iter_blocks(src, memory_limit=limit, progress=progress,
+                                    desc=f"{func} (ranges)"):
         b = block.shape[1]
         lo, hi = np.empty(b), np.empty(b)
         _raise_for_status(_core.box_minmax(block, lo, hi, nt), src, func)
@@ -116,7 +124,9 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
         eps0 = _check_eps0(eps0)
     src = as_source(X, "X")
     src.require(min_rows=1, what="box counting")
-    mins, maxs = _column_ranges(src, nt, func)
+    limit = check_memory_limit(opts.get("memory_limit"))
+    progress = opts.get("progress")
+    mins, maxs = _column_ranges(src, nt, func, limit, progress)
     span = float(np.max(maxs - mins))  # largest per-coordinate extent (L-infinity diameter)
     if eps0 is None:
         # The coarsest box must hold the whole set: a randomly offset grid of side eps cuts
@@ -150,7 +160,7 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
     for g in range(n_grids):
         key_seed = _grid_seed(seed, g) ^ 0x5851F42D4C957F2D
         ids = np.zeros((t, n_scales, 2), dtype=np.uint64)
-        for start, block in src.column_blocks():
+        for start, block in iter_blocks(src, memory_limit=limit, progress=progress, desc=func):
             b = block.shape[1]
             cols = np.arange(start, start + b)
             origin = mins[start:start + b] - grid_offsets(cols, coarsest, seed, g)
@@ -192,6 +202,10 @@ def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None
         Seed of the random grid offsets and hash keys (results are reproducible).
     n_threads : int, optional
         Threads for the compiled kernels.
+    memory_limit : int or str, optional
+        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
+    progress : bool, optional
+        Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
         Where to compute (this version computes on the CPU).
 

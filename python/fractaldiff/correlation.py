@@ -16,10 +16,16 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import check_device, check_int, check_n_threads, check_options
+from ._validation import (
+    check_device,
+    check_int,
+    check_memory_limit,
+    check_n_threads,
+    check_options,
+)
 from .diffusion import _raise_for_status
 from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
-from .sources import as_source
+from .sources import as_source, iter_blocks
 
 __all__ = [
     "TrajectoryPCA",
@@ -30,7 +36,7 @@ __all__ = [
     "trajectory_pca",
 ]
 
-_OPTIONS = ("device",)
+_OPTIONS = ("device", "memory_limit", "progress")
 
 
 def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.ndarray:
@@ -42,6 +48,10 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
         Snapshots, as for :func:`fractaldiff.msd` (T >= 1, D >= 1).
     n_threads : int, optional
         Threads for the compiled kernel.
+    memory_limit : int or str, optional
+        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
+    progress : bool, optional
+        Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
         Where to compute (this version computes on the CPU).
 
@@ -58,7 +68,9 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
     src.require(min_rows=1, what=func)
     t = src.n_rows
     g = np.zeros((t, t))
-    for _, block in src.column_blocks():
+    blocks = iter_blocks(src, memory_limit=check_memory_limit(opts.get("memory_limit")),
+                         progress=opts.get("progress"), desc=func)
+    for _, block in blocks:
         _raise_for_status(_core.fold_gram(block, g, nt), src, func)
     if not np.all(np.isfinite(np.diagonal(g))):  # squares overflowed float64
         _raise_for_status(_core.STATUS_NONFINITE, src, func)
@@ -89,6 +101,10 @@ def pairwise_sqdist(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.
         Snapshots, as for :func:`fractaldiff.msd`.
     n_threads : int, optional
         Threads for the compiled kernel.
+    memory_limit : int or str, optional
+        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
+    progress : bool, optional
+        Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
         Where to compute (this version computes on the CPU).
 
@@ -177,6 +193,10 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         Automatic window: ignore radii with C(r) above this (saturation at the set's size).
     n_threads : int, optional
         Threads for the compiled kernel.
+    memory_limit : int or str, optional
+        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
+    progress : bool, optional
+        Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
         Where to compute (this version computes on the CPU).
 
@@ -345,6 +365,10 @@ def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = No
         Number of components k (capped at T).
     n_threads : int, optional
         Threads for the compiled kernel.
+    memory_limit : int or str, optional
+        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
+    progress : bool, optional
+        Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
         Where to compute (this version computes on the CPU).
 
