@@ -1,5 +1,6 @@
-"""The README's quickstart must run as written."""
+"""The README's examples must run as written."""
 
+import os
 import pathlib
 import re
 
@@ -8,13 +9,37 @@ import pytest
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
+def blocks():
+    if not README.exists():
+        return []
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_examples():
+    if not README.exists():
+        pytest.skip("README.md not next to the tests (installed test run)")
+    assert len(blocks()) >= 4
+
+
 def test_quickstart_runs(capsys):
     if not README.exists():
         pytest.skip("README.md not next to the tests (installed test run)")
-    text = README.read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks, "README has no python block"
-    exec(compile(blocks[0], "README quickstart", "exec"), {})
+    exec(compile(blocks()[0], "README quickstart", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[-2].startswith("msd_exponent = ")
     assert abs(float(out[-2].split("=")[1].split()[0]) - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("index", [1, 2, 3])
+def test_other_examples_run(index, capsys, tmp_path, monkeypatch):
+    if not README.exists():
+        pytest.skip("README.md not next to the tests (installed test run)")
+    code = blocks()[index]
+    if "dask" in code:
+        pytest.importorskip("distributed")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", os.fspath(tmp_path))
+    exec(compile(code, f"README example {index}", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.strip()
+    assert "False" not in out  # the examples print their own checks
