@@ -262,3 +262,20 @@ def test_box_counts_and_distances_stream_within_memory_limit(W):
     assert len(lazy.reads) > 2  # min/max pass and id pass, each in several blocks
     np.testing.assert_allclose(fd.pairwise_sqdist(W.astype(">f4"), memory_limit="1MiB"),
                                fd.pairwise_sqdist(W), rtol=1e-12, atol=1e-12)
+
+
+def test_fractal_analyses_on_dask_match_local(W):
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(W, chunks=(75, 50))
+    eps, counts = fd.box_counts(W, n_scales=12, n_grids=2)
+    eps2, counts2 = fd.box_counts(X, n_scales=12, n_grids=2)
+    np.testing.assert_array_equal(eps, eps2)
+    np.testing.assert_array_equal(counts, counts2)  # box ids merge exactly across workers
+    np.testing.assert_allclose(fd.pairwise_sqdist(X), fd.pairwise_sqdist(W), rtol=1e-10,
+                               atol=1e-10)
+    a, b = fd.correlation_dimension(X, theiler=5), fd.correlation_dimension(W, theiler=5)
+    assert a.dimension == pytest.approx(b.dimension, rel=1e-9)
+    bad = W.copy()
+    bad[3, 120] = np.nan
+    with pytest.raises(ValueError, match="t=3, parameter d=120"):
+        fd.box_counts(da.from_array(bad, chunks=(150, 50)))

@@ -18,11 +18,13 @@ power law, so it is always done; ``n_grids`` > 1 averages several such grids.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from . import _core
+from ._folds import check_status, map_reduce
 from ._validation import (
     check_device,
     check_int,
@@ -30,9 +32,9 @@ from ._validation import (
     check_n_threads,
     check_options,
 )
-from .diffusion import _raise_for_status
+from .diffusion import _check_dask
 from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
-from .sources import Source, as_source, iter_blocks
+from .sources import as_source, is_dask_array
 
 __all__ = ["box_counts", "box_counting_dimension", "grid_offsets"]
 
@@ -84,18 +86,47 @@ def grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) ->
     return u * float(coarsest)
 
 
-def _column_ranges(src: Source, nt: int, func: str, limit: int, progress: Any
+def _minmax_block(block: np.ndarray, start: int, n_threads: int) -> list:
+    lo, hi = np.empty(block.shape[1]), np.empty(block.shape[1])
+    check_status(_core.box_minmax(block, lo, hi, n_threads))
+    return [(start, lo, hi)]
+
+
+def _concat(parts: list[list]) -> list:
+    return [item for part in parts for item in part]
+
+
+def _column_ranges(X: Any, n_cols: int, nt: int, func: str, limit: int, progress: Any
                    ) -> tuple[np.ndarray, np.ndarray]:
-    mins = np.empty(src.n_cols)
-    maxs = np.empty(src.n_cols)
-    for start, block in iter_blocks(src, memory_limit=limit, progress=progress,
-                                    desc=f"{func} (ranges)"):
-        b = block.shape[1]
-        lo, hi = np.empty(b), np.empty(b)
-        _raise_for_status(_core.box_minmax(block, lo, hi, nt), src, func)
-        mins[start:start + b] = lo
-        maxs[start:start + b] = hi
+    mins = np.empty(n_cols)
+    maxs = np.empty(n_cols)
+    pieces = map_reduce(X, partial(_minmax_block, n_threads=nt), _concat, func=func,
+                        memory_limit=limit, progress=progress)
+    for start, lo, hi in pieces:
+        mins[start:start + lo.size] = lo
+        maxs[start:start + hi.size] = hi
     return mins, maxs
+
+
+def _ids_block(block: np.ndarray, start: int, mins: np.ndarray, *, coarsest: float, seed: int,
+               grid: int, eps0: float, n_scales: int, key_seed: int, n_threads: int
+               ) -> np.ndarray:
+    """Box ids (T, n_scales, 2) of one column block: sums mod 2^64 that add across blocks."""
+    cols = np.arange(start, start + block.shape[1])
+    origin = mins - grid_offsets(cols, coarsest, seed, grid)
+    ids = np.zeros((block.shape[0], n_scales, 2), dtype=np.uint64)
+    status = _core.fold_box_ids(block, start, origin, eps0, n_scales, key_seed, ids, n_threads)
+    if status == _core.STATUS_OUT_OF_RANGE:  # pragma: no cover - guarded by the caller
+        raise ValueError("box counting: a quantized coordinate left [0, 2^31); raise eps0")
+    check_status(status)
+    return ids
+
+
+def _sum_ids(parts: list[np.ndarray]) -> np.ndarray:
+    out = parts[0].copy()
+    for p in parts[1:]:
+        out += p  # uint64: wraps mod 2^64, as the box-id sums are defined
+    return out
 
 
 def _check_eps0(eps0: Any) -> float:
@@ -122,11 +153,17 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
                              f"{n_scales}")
     if eps0 is not None:
         eps0 = _check_eps0(eps0)
-    src = as_source(X, "X")
-    src.require(min_rows=1, what="box counting")
     limit = check_memory_limit(opts.get("memory_limit"))
     progress = opts.get("progress")
-    mins, maxs = _column_ranges(src, nt, func, limit, progress)
+    if is_dask_array(X):
+        X = X[:, None] if X.ndim == 1 else X
+        t, d = _check_dask(X, "X")
+        nt = nt or 1
+    else:
+        X = as_source(X, "X")
+        X.require(min_rows=1, what="box counting")
+        t, d = X.shape
+    mins, maxs = _column_ranges(X, d, nt, func, limit, progress)
     span = float(np.max(maxs - mins))  # largest per-coordinate extent (L-infinity diameter)
     if eps0 is None:
         # The coarsest box must hold the whole set: a randomly offset grid of side eps cuts
@@ -155,19 +192,13 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
             f"2^(n_scales-1) = {2 ** (n_scales - 1)} boxes); use eps0 >= "
             f"{span / (_Q_LIMIT - 2.0 ** (n_scales - 1)):.3g}"
         )
-    t = src.n_rows
     counts = np.empty((n_grids, n_scales), dtype=np.int64)
     for g in range(n_grids):
         key_seed = _grid_seed(seed, g) ^ 0x5851F42D4C957F2D
-        ids = np.zeros((t, n_scales, 2), dtype=np.uint64)
-        for start, block in iter_blocks(src, memory_limit=limit, progress=progress, desc=func):
-            b = block.shape[1]
-            cols = np.arange(start, start + b)
-            origin = mins[start:start + b] - grid_offsets(cols, coarsest, seed, g)
-            status = _core.fold_box_ids(block, start, origin, eps0, n_scales, key_seed, ids, nt)
-            if status == _core.STATUS_OUT_OF_RANGE:  # pragma: no cover - guarded above
-                raise ValueError(f"{func}: a quantized coordinate left [0, 2^31); raise eps0")
-            _raise_for_status(status, src, func)
+        fn = partial(_ids_block, coarsest=coarsest, seed=seed, grid=g, eps0=eps0,
+                     n_scales=n_scales, key_seed=key_seed, n_threads=nt)
+        ids = map_reduce(X, fn, _sum_ids, block_args=lambda a, b: (mins[a:b],), func=func,
+                         memory_limit=limit, progress=progress)
         for k in range(n_scales):
             pairs = np.ascontiguousarray(ids[:, k, :]).view(np.dtype((np.void, 16)))
             counts[g, k] = np.unique(pairs).size

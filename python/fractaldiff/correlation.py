@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from . import _core
+from ._folds import check_status, kernel_error, map_reduce
 from ._validation import (
     check_device,
     check_int,
@@ -23,9 +25,9 @@ from ._validation import (
     check_n_threads,
     check_options,
 )
-from .diffusion import _raise_for_status
+from .diffusion import _check_dask
 from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
-from .sources import as_source, iter_blocks
+from .sources import as_source, is_dask_array
 
 __all__ = [
     "TrajectoryPCA",
@@ -64,19 +66,38 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
     check_options(opts, func, _OPTIONS)
     check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
-    src = as_source(X, "X")
-    src.require(min_rows=1, what=func)
-    t = src.n_rows
-    g = np.zeros((t, t))
-    blocks = iter_blocks(src, memory_limit=check_memory_limit(opts.get("memory_limit")),
-                         progress=opts.get("progress"), desc=func)
-    for _, block in blocks:
-        _raise_for_status(_core.fold_gram(block, g, nt), src, func)
+    if is_dask_array(X):
+        X = X[:, None] if X.ndim == 1 else X
+        _check_dask(X, "X")
+        nt = nt or 1
+    else:
+        X = as_source(X, "X")
+        X.require(min_rows=1, what=func)
+    g = map_reduce(X, partial(_gram_block, n_threads=nt), _sum_arrays, func=func,
+                   memory_limit=check_memory_limit(opts.get("memory_limit")),
+                   progress=opts.get("progress"))
     if not np.all(np.isfinite(np.diagonal(g))):  # squares overflowed float64
-        _raise_for_status(_core.STATUS_NONFINITE, src, func)
+        src = X if not is_dask_array(X) else None
+        raise kernel_error(_core.STATUS_NONFINITE, func,
+                           src.first_nonfinite if src is not None else (lambda: None), "X")
     low = np.tril(g)
     low += np.tril(g, -1).T
     return low
+
+
+def _gram_block(block: np.ndarray, start: int, n_threads: int) -> np.ndarray:
+    """Lower triangle of the centred Gram matrix of one column block (adds across blocks)."""
+    t = block.shape[0]
+    g = np.zeros((t, t))
+    check_status(_core.fold_gram(block, g, n_threads))
+    return g
+
+
+def _sum_arrays(parts: list[np.ndarray]) -> np.ndarray:
+    out = parts[0]
+    for p in parts[1:]:
+        out += p
+    return out
 
 
 def _sqdist_from_gram(g: np.ndarray) -> np.ndarray:
@@ -244,9 +265,10 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     max_fraction = float(max_fraction)
     if not 0 < max_fraction <= 1:
         raise ValueError(f"max_fraction must lie in (0, 1], got {max_fraction}")
-    src = as_source(X, "X")
-    src.require(min_rows=3, what="the correlation dimension")
-    t = src.n_rows
+    src = X if is_dask_array(X) else as_source(X, "X")
+    t = int(src.shape[0])
+    if t < 3:
+        raise ValueError(f"X has T={t} snapshot(s); the correlation dimension needs at least 3")
     w = _check_theiler(theiler, t)
     sq = pairwise_sqdist(src, n_threads=n_threads, **opts)
     iu, ju = np.triu_indices(t, k=w)
@@ -392,10 +414,11 @@ def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = No
     ((500, 3), True)
     """
     k = check_int(n_components, "n_components", minimum=1)
-    src = as_source(X, "X")
-    src.require(min_rows=2, what="trajectory PCA")
+    src = X if is_dask_array(X) else as_source(X, "X")
+    t = int(src.shape[0])
+    if t < 2:
+        raise ValueError(f"X has T={t} snapshot(s); trajectory PCA needs at least 2")
     g = centered_gram(src, n_threads=n_threads, _func="trajectory_pca", **opts)
-    t = src.n_rows
     k = min(k, t)
     vals, vecs = np.linalg.eigh(g)
     vals = vals[::-1][:k].clip(min=0.0)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._folds import check_status, kernel_error, map_reduce
 from ._validation import (
     check_device,
     check_lags,
@@ -24,7 +25,7 @@ from ._validation import (
     check_options,
     check_ref,
 )
-from .sources import Source, as_source, is_dask_array, iter_blocks
+from .sources import Source, as_source, is_dask_array
 
 __all__ = [
     "DisplacementAccumulator",
@@ -41,26 +42,10 @@ DIRECT_LAGS = 8
 TOTAL = "total"
 
 
-def _status_error(status: int, func: str, locate: Callable[[], Any], name: str) -> Exception:
-    if status == _core.STATUS_OUT_OF_MEMORY:
-        return MemoryError(f"{func}: could not allocate the kernel's workspace")
-    bad = locate()
-    if bad is not None:
-        t, d, value = bad
-        return ValueError(
-            f"{name} contains {value} at snapshot t={t}, parameter d={d} (the first "
-            f"non-finite value in row-major order); {func} needs finite values"
-        )
-    return ValueError(
-        f"{name} holds values too large for float64 sums of squares (|x| ~ 1e150 or more); "
-        f"rescale it before calling {func}"
-    )
-
-
 def _raise_for_status(status: int, src: Source, func: str) -> None:
     """Raise the exception a kernel status stands for (no-op for STATUS_OK)."""
     if status != _core.STATUS_OK:
-        raise _status_error(status, func, src.first_nonfinite, src.name)
+        raise kernel_error(status, func, src.first_nonfinite, src.name)
 
 
 class _Accumulator:
@@ -262,42 +247,47 @@ def _membership(groups: list[tuple[str, Any]], a: int, b: int) -> np.ndarray:
     return m
 
 
-def _fold_block(
+def _fold_atoms(
     block: np.ndarray,
     start: int,
     make: Callable[[], _Accumulator],
     groups: list[tuple[str, Any]] | None,
     n_threads: int,
-    accs: dict[bytes, _Accumulator],
-) -> int:
-    """Fold one column block (columns start..) into per-atom accumulators ``accs``.
+) -> dict[bytes, _Accumulator]:
+    """Fold one column block (columns start..) into new per-atom accumulators.
 
     An *atom* is a set of columns with the same group membership; folding each column once per
     atom (not once per group) keeps overlapping groups and the total at the cost of one pass.
     """
+    accs: dict[bytes, _Accumulator] = {}
     if groups is None:
-        acc = accs.get(b"")
-        if acc is None:
-            acc = accs[b""] = make()
-        return acc.fold(block, n_threads)
+        acc = accs[b""] = make()
+        check_status(acc.fold(block, n_threads))
+        return accs
     member = _membership(groups, start, start + block.shape[1])
     keys = np.packbits(member, axis=0).T  # (B, ceil(G/8)) bytes per column
     uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    status = _core.STATUS_OK
     for u in range(uniq.shape[0]):
         cols = np.flatnonzero(inverse == u)
-        key = uniq[u].tobytes()
-        acc = accs.get(key)
-        if acc is None:
-            acc = accs[key] = make()
+        acc = accs[uniq[u].tobytes()] = make()
         if cols[-1] - cols[0] + 1 == cols.size:  # contiguous: a view, no copy
             sub = block[:, cols[0] : cols[-1] + 1]
         else:
             sub = np.ascontiguousarray(block[:, cols])
-        st = acc.fold(sub, n_threads)
-        status = status if status != _core.STATUS_OK else st
-    return status
+        check_status(acc.fold(sub, n_threads))
+    return accs
+
+
+def _merge_atoms(parts: list[dict[bytes, _Accumulator]]) -> dict[bytes, _Accumulator]:
+    out: dict[bytes, _Accumulator] = {}
+    for part in parts:
+        for key, acc in part.items():
+            if key in out:
+                out[key].merge(acc)
+            else:
+                out[key] = acc
+    return out
 
 
 def _finish(accs: dict[bytes, _Accumulator], make, groups) -> Any:
@@ -315,66 +305,6 @@ def _finish(accs: dict[bytes, _Accumulator], make, groups) -> Any:
                 acc.merge(part)
         out[name] = acc.result()
     return out
-
-
-def _run_local(src: Source, make, groups, n_threads, memory_limit, progress, func) -> Any:
-    accs: dict[bytes, _Accumulator] = {}
-    for start, block in iter_blocks(src, memory_limit=memory_limit, progress=progress, desc=func):
-        status = _fold_block(block, start, make, groups, n_threads, accs)
-        if status != _core.STATUS_OK:
-            raise _status_error(status, func, src.first_nonfinite, src.name)
-    return _finish(accs, make, groups)
-
-
-# ---- dask -------------------------------------------------------------------------------------
-
-
-def _dask_task(block, start, make, groups, n_threads, func, name):
-    """Runs on a dask worker: fold one chunk into per-atom accumulators."""
-    from .sources import to_kernel_dtype
-
-    block = to_kernel_dtype(np.asarray(block))
-    accs: dict[bytes, _Accumulator] = {}
-    status = _fold_block(block, start, make, groups, n_threads, accs)
-    if status != _core.STATUS_OK:
-
-        def locate():
-            bad = np.argwhere(~np.isfinite(block))
-            if bad.size == 0:
-                return None
-            t, d = bad[0]
-            return int(t), start + int(d), float(block[t, d])
-
-        raise _status_error(status, func, locate, name)
-    return accs
-
-
-def _merge_atoms(*parts: dict[bytes, _Accumulator]) -> dict[bytes, _Accumulator]:
-    out: dict[bytes, _Accumulator] = {}
-    for part in parts:
-        for key, acc in part.items():
-            if key in out:
-                out[key].merge(acc)
-            else:
-                out[key] = acc
-    return out
-
-
-def _run_dask(X, make, groups, n_threads, func, name) -> Any:
-    import dask
-
-    if X.ndim == 1:
-        X = X[:, None]
-    X = X.rechunk({0: -1})  # every task needs all snapshots of its columns
-    blocks = X.to_delayed().reshape(-1)
-    starts = np.concatenate(([0], np.cumsum(X.chunks[1])[:-1]))
-    task = dask.delayed(_dask_task, pure=True)
-    parts = [task(b, int(s), make, groups, n_threads, func, name) for b, s in zip(blocks, starts)]
-    merge = dask.delayed(_merge_atoms, pure=True)
-    while len(parts) > 1:  # tree reduction on the cluster
-        parts = [merge(*parts[i : i + 8]) for i in range(0, len(parts), 8)]
-    (accs,) = dask.compute(parts[0])
-    return _finish(accs, make, groups)
 
 
 def _check_dask(X, name: str) -> tuple[int, int]:
@@ -404,12 +334,15 @@ def _analyse(X, func, min_rows, what, make_for, groups, n_threads, memory_limit,
             raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
         make = make_for(t)
         grp = None if groups is None else _resolve_groups(groups, X, d)
-        return _run_dask(X, make, grp, nt or 1, func, "X")
-    src = as_source(X, "X")
-    src.require(min_rows=min_rows, what=what)
-    make = make_for(src.n_rows)
-    grp = None if groups is None else _resolve_groups(groups, src, src.n_cols)
-    return _run_local(src, make, grp, nt, limit, progress, func)
+        nt = nt or 1  # dask runs several tasks at once: one kernel thread each by default
+    else:
+        X = as_source(X, "X")
+        X.require(min_rows=min_rows, what=what)
+        make = make_for(X.n_rows)
+        grp = None if groups is None else _resolve_groups(groups, X, X.n_cols)
+    accs = map_reduce(X, partial(_fold_atoms, make=make, groups=grp, n_threads=nt),
+                      _merge_atoms, func=func, memory_limit=limit, progress=progress)
+    return _finish(accs, make, grp)
 
 
 def msd(

@@ -1,0 +1,140 @@
+"""The one driver every analysis over parameters goes through: map a kernel over column blocks,
+reduce the partial results.
+
+Local data (arrays, memory maps, stores, zarr, HDF5, checkpoint folders) is read block by block
+by :func:`fractaldiff.sources.iter_blocks` (bounded memory, reads overlapping the kernels) and the
+partials are reduced as they come. A dask array is mapped on the dask cluster instead: each
+column chunk (all T rows) becomes a task, and the partials are reduced by a tree of tasks, so
+only one reduced partial travels back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .sources import Source, is_dask_array, iter_blocks, to_kernel_dtype
+
+__all__ = ["KernelStatus", "check_status", "kernel_error", "map_reduce"]
+
+
+class KernelStatus(Exception):
+    """Raised by a block function when a kernel returns a status other than OK; the driver
+    turns it into a clear error (finding the first bad value where there is one)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def check_status(status: int) -> None:
+    """Raise :class:`KernelStatus` unless ``status`` is OK."""
+    if status != _core.STATUS_OK:
+        raise KernelStatus(status)
+
+
+def kernel_error(status: int, func: str, locate: Callable[[], Any], name: str) -> Exception:
+    """The exception a kernel status code stands for; ``locate()`` finds the first bad value."""
+    if status == _core.STATUS_OUT_OF_MEMORY:
+        return MemoryError(f"{func}: could not allocate the kernel's workspace")
+    bad = locate()
+    if bad is not None:
+        t, d, value = bad
+        return ValueError(
+            f"{name} contains {value} at snapshot t={t}, parameter d={d} (the first "
+            f"non-finite value in row-major order); {func} needs finite values"
+        )
+    return ValueError(
+        f"{name} holds values too large for float64 sums of squares (|x| ~ 1e150 or more); "
+        f"rescale it before calling {func}"
+    )
+
+
+def block_locator(block: np.ndarray, start: int) -> Callable[[], Any]:
+    """A ``locate`` for :func:`kernel_error` that searches one in-memory block."""
+
+    def locate():
+        bad = np.argwhere(~np.isfinite(block))
+        if bad.size == 0:
+            return None
+        t, d = bad[0]
+        return int(t), start + int(d), float(block[t, d])
+
+    return locate
+
+
+def _task(fn, block, start, args, func, name):
+    block = to_kernel_dtype(np.asarray(block))
+    try:
+        return fn(block, start, *args)
+    except KernelStatus as exc:
+        raise kernel_error(exc.status, func, block_locator(block, start), name) from None
+
+
+def _tree(reduce, *parts):
+    return reduce(list(parts))
+
+
+def map_reduce(
+    X: Any,
+    fn: Callable[..., Any],
+    reduce: Callable[[list[Any]], Any],
+    *,
+    block_args: Callable[[int, int], tuple] | None = None,
+    func: str,
+    name: str = "X",
+    memory_limit: int,
+    progress: Any = None,
+    fan_in: int = 8,
+) -> Any:
+    """``reduce([fn(block, start, *block_args(start, stop)) for every column block])``.
+
+    Parameters
+    ----------
+    X : Source or dask array
+        The snapshot matrix (see :func:`fractaldiff.sources.as_source`).
+    fn : callable
+        ``fn(block, start, *args) -> partial``, block a kernel-ready (T, B) array of the columns
+        ``start:start+B``. Must be picklable (a module-level function or a partial of one) when
+        X is a dask array. It reports bad kernel statuses with :func:`check_status`.
+    reduce : callable
+        Combines a list of partials into one partial (associative).
+    block_args : callable, optional
+        ``block_args(start, stop)`` gives extra per-block arguments for ``fn``.
+    func, name
+        Function and argument names for error messages (and the progress bar).
+    memory_limit, progress
+        For local sources, as in :func:`fractaldiff.sources.iter_blocks`.
+    """
+    args_of = block_args or (lambda a, b: ())
+    if is_dask_array(X):
+        import dask
+
+        if X.ndim == 1:
+            X = X[:, None]
+        X = X.rechunk({0: -1})  # every task needs all snapshots of its columns
+        blocks = X.to_delayed().reshape(-1)
+        bounds = np.concatenate(([0], np.cumsum(X.chunks[1])))
+        task = dask.delayed(_task, pure=True)
+        parts = [
+            task(fn, blk, int(a), args_of(int(a), int(b)), func, name)
+            for blk, a, b in zip(blocks, bounds[:-1], bounds[1:])
+        ]
+        tree = dask.delayed(_tree, pure=True)
+        while len(parts) > 1:
+            parts = [tree(reduce, *parts[i : i + fan_in]) for i in range(0, len(parts), fan_in)]
+        (out,) = dask.compute(parts[0])
+        return out
+    if not isinstance(X, Source):
+        raise TypeError(f"{func}: expected a snapshot source or a dask array")
+    acc = None
+    for start, block in iter_blocks(X, memory_limit=memory_limit, progress=progress, desc=func):
+        try:
+            part = fn(block, start, *args_of(start, start + block.shape[1]))
+        except KernelStatus as exc:
+            raise kernel_error(exc.status, func, X.first_nonfinite, X.name) from None
+        acc = part if acc is None else reduce([acc, part])
+    return acc
