@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .sources import Source, is_dask_array, iter_blocks, to_kernel_dtype
+from .sources import Source, as_source, is_dask_array, iter_blocks, to_kernel_dtype
 
-__all__ = ["KernelStatus", "check_status", "kernel_error", "map_reduce"]
+__all__ = ["KernelStatus", "check_status", "kernel_error", "map_reduce", "prepare_input"]
 
 
 class KernelStatus(Exception):
@@ -34,6 +34,33 @@ def check_status(status: int) -> None:
     """Raise :class:`KernelStatus` unless ``status`` is OK."""
     if status != _core.STATUS_OK:
         raise KernelStatus(status)
+
+
+def prepare_input(X: Any, min_rows: int, what: str, n_threads: int
+                  ) -> tuple[Any, int, int, int]:
+    """Validate X for an analysis: a snapshot :class:`Source` (anything
+    :func:`~fractaldiff.sources.as_source` takes) or a 2-D dask array (1-D becomes one column).
+
+    Returns ``(X, T, D, n_threads)``; on dask the default of 0 threads becomes 1 per task (a
+    worker runs several tasks at once).
+    """
+    if is_dask_array(X):
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.ndim != 2:
+            raise ValueError(f"X must be 1-D (T,) or 2-D (T, D); got a {X.ndim}-D dask array "
+                             f"of shape {X.shape}")
+        if np.dtype(X.dtype).kind not in "fiub":
+            raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+        t, d = int(X.shape[0]), int(X.shape[1])
+        if t < min_rows:
+            raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
+        if d == 0:
+            raise ValueError(f"X has D=0 parameters (shape {X.shape})")
+        return X, t, d, n_threads or 1
+    src = as_source(X, "X")
+    src.require(min_rows=min_rows, what=what)
+    return src, src.n_rows, src.n_cols, n_threads
 
 
 def kernel_error(status: int, func: str, locate: Callable[[], Any], name: str) -> Exception:

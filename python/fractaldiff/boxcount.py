@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._folds import check_status, map_reduce
+from ._folds import check_status, map_reduce, prepare_input
 from ._validation import (
     check_device,
     check_int,
@@ -32,9 +32,7 @@ from ._validation import (
     check_n_threads,
     check_options,
 )
-from .diffusion import _check_dask
 from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
-from .sources import as_source, is_dask_array
 
 __all__ = ["box_counts", "box_counting_dimension", "grid_offsets"]
 
@@ -155,14 +153,7 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
         eps0 = _check_eps0(eps0)
     limit = check_memory_limit(opts.get("memory_limit"))
     progress = opts.get("progress")
-    if is_dask_array(X):
-        X = X[:, None] if X.ndim == 1 else X
-        t, d = _check_dask(X, "X")
-        nt = nt or 1
-    else:
-        X = as_source(X, "X")
-        X.require(min_rows=1, what="box counting")
-        t, d = X.shape
+    X, t, d, nt = prepare_input(X, 1, "box counting", nt)
     mins, maxs = _column_ranges(X, d, nt, func, limit, progress)
     span = float(np.max(maxs - mins))  # largest per-coordinate extent (L-infinity diameter)
     if eps0 is None:

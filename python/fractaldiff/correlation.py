@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._folds import check_status, kernel_error, map_reduce
+from ._folds import check_status, kernel_error, map_reduce, prepare_input
 from ._validation import (
     check_device,
     check_int,
@@ -25,9 +25,7 @@ from ._validation import (
     check_n_threads,
     check_options,
 )
-from .diffusion import _check_dask
 from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
-from .sources import as_source, is_dask_array
 
 __all__ = [
     "TrajectoryPCA",
@@ -66,20 +64,13 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
     check_options(opts, func, _OPTIONS)
     check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
-    if is_dask_array(X):
-        X = X[:, None] if X.ndim == 1 else X
-        _check_dask(X, "X")
-        nt = nt or 1
-    else:
-        X = as_source(X, "X")
-        X.require(min_rows=1, what=func)
+    X, _, _, nt = prepare_input(X, 1, func, nt)
     g = map_reduce(X, partial(_gram_block, n_threads=nt), _sum_arrays, func=func,
                    memory_limit=check_memory_limit(opts.get("memory_limit")),
                    progress=opts.get("progress"))
     if not np.all(np.isfinite(np.diagonal(g))):  # squares overflowed float64
-        src = X if not is_dask_array(X) else None
-        raise kernel_error(_core.STATUS_NONFINITE, func,
-                           src.first_nonfinite if src is not None else (lambda: None), "X")
+        locate = getattr(X, "first_nonfinite", lambda: None)
+        raise kernel_error(_core.STATUS_NONFINITE, func, locate, "X")
     low = np.tril(g)
     low += np.tril(g, -1).T
     return low
@@ -265,10 +256,7 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     max_fraction = float(max_fraction)
     if not 0 < max_fraction <= 1:
         raise ValueError(f"max_fraction must lie in (0, 1], got {max_fraction}")
-    src = X if is_dask_array(X) else as_source(X, "X")
-    t = int(src.shape[0])
-    if t < 3:
-        raise ValueError(f"X has T={t} snapshot(s); the correlation dimension needs at least 3")
+    src, t, _, _ = prepare_input(X, 3, "the correlation dimension", 0)
     w = _check_theiler(theiler, t)
     sq = pairwise_sqdist(src, n_threads=n_threads, **opts)
     iu, ju = np.triu_indices(t, k=w)
@@ -414,10 +402,7 @@ def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = No
     ((500, 3), True)
     """
     k = check_int(n_components, "n_components", minimum=1)
-    src = X if is_dask_array(X) else as_source(X, "X")
-    t = int(src.shape[0])
-    if t < 2:
-        raise ValueError(f"X has T={t} snapshot(s); trajectory PCA needs at least 2")
+    src, t, _, _ = prepare_input(X, 2, "trajectory PCA", 0)
     g = centered_gram(src, n_threads=n_threads, _func="trajectory_pca", **opts)
     k = min(k, t)
     vals, vecs = np.linalg.eigh(g)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._folds import check_status, kernel_error, map_reduce
+from ._folds import check_status, kernel_error, map_reduce, prepare_input
 from ._validation import (
     check_device,
     check_lags,
@@ -25,7 +25,7 @@ from ._validation import (
     check_options,
     check_ref,
 )
-from .sources import Source, as_source, is_dask_array
+from .sources import Source
 
 __all__ = [
     "DisplacementAccumulator",
@@ -307,19 +307,6 @@ def _finish(accs: dict[bytes, _Accumulator], make, groups) -> Any:
     return out
 
 
-def _check_dask(X, name: str) -> tuple[int, int]:
-    if X.ndim not in (1, 2):
-        raise ValueError(f"{name} must be 1-D (T,) or 2-D (T, D); got a {X.ndim}-D dask array "
-                         f"of shape {X.shape}")
-    if np.dtype(X.dtype).kind not in "fiub":
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    t = int(X.shape[0])
-    d = int(X.shape[1]) if X.ndim == 2 else 1
-    if d == 0:
-        raise ValueError(f"{name} has D=0 parameters (shape {X.shape})")
-    return t, d
-
-
 # ---- public API -----------------------------------------------------------------------------
 
 
@@ -328,18 +315,9 @@ def _analyse(X, func, min_rows, what, make_for, groups, n_threads, memory_limit,
     check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     limit = check_memory_limit(memory_limit)
-    if is_dask_array(X):
-        t, d = _check_dask(X, "X")
-        if t < min_rows:
-            raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
-        make = make_for(t)
-        grp = None if groups is None else _resolve_groups(groups, X, d)
-        nt = nt or 1  # dask runs several tasks at once: one kernel thread each by default
-    else:
-        X = as_source(X, "X")
-        X.require(min_rows=min_rows, what=what)
-        make = make_for(X.n_rows)
-        grp = None if groups is None else _resolve_groups(groups, X, X.n_cols)
+    X, t, d, nt = prepare_input(X, min_rows, what, nt)
+    make = make_for(t)
+    grp = None if groups is None else _resolve_groups(groups, X, d)
     accs = map_reduce(X, partial(_fold_atoms, make=make, groups=grp, n_threads=nt),
                       _merge_atoms, func=func, memory_limit=limit, progress=progress)
     return _finish(accs, make, grp)
