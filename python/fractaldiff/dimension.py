@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .fitting import _pyplot
+
 __all__ = ["DimensionEstimate", "select_window"]
 
 
@@ -99,16 +101,6 @@ def select_window(x: Any, y: Any, candidate: Any, *, min_points: int = 3,
         return best[2], best[3]
     longest = max(runs, key=len)
     return int(longest[0]), int(longest[-1]) + 1
-
-
-def _pyplot():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "plot() needs matplotlib, an optional extra: pip install fractaldiff[plot]"
-        ) from exc
-    return plt
 
 
 @dataclass(frozen=True, eq=False, repr=False)
