@@ -1332,7 +1332,6 @@ class SnapshotStore:
         finally:
             pending.result()
         return int(digest) & 0xFFFFFFFF, n_bad
-        return row
 
     def _prepare_meta(self, step_meta: dict[str, Any]) -> tuple[bytes, int]:
         rec: dict[str, Any] = {}

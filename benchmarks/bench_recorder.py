@@ -1,0 +1,203 @@
+"""Recording overhead of fractaldiff.train.Recorder and memory of the online accumulators.
+
+Part 1: an MLP (64-256-256-10, ReLU + BatchNorm, D = 86,026) trained with plain SGD on
+scikit-learn's digits, batch 64, on the CPU. Blocks of steps without a recorder, with a
+recorder snapshotting every step, and every 10 steps are interleaved in random order (the
+machine is shared and noisy); each block's time includes waiting for the background writer to
+finish (``flush``). The overhead is (median block time with) / (median block time without) - 1.
+Targets (issue 6): <= 10 % every step, <= 2 % every 10 steps. Correctness is asserted: the
+stores hold the steps and parameters they should.
+
+Part 2: memory of the online accumulators for D = 10^6 parameters and 10^4 snapshots, from
+the structure sizes, and measured (tracemalloc peak of the live state) for a smaller D.
+
+Usage: python benchmarks/bench_recorder.py [--repeats 15] [--block 40] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+import torch
+
+import fractaldiff as fd
+from fractaldiff.train import Recorder, digits, mlp
+from fractaldiff.train.online import (
+    MultipleTauMSD,
+    OnlineAccumulators,
+    OnlineBoxIds,
+    RunningDisplacement,
+    _compiled_fold,
+)
+
+
+def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: str | None,
+             background: bool = True) -> None:
+    torch.set_num_threads(threads)
+    if digits_npz:  # the same data saved from sklearn, for machines without scikit-learn
+        z = np.load(digits_npz)
+        xs, ys = z["x_train"], z["y_train"]
+    else:
+        ds = digits()
+        xs, ys = ds.x_train, ds.y_train
+    dev = torch.device(device)
+    x, y = torch.as_tensor(xs).to(dev), torch.as_tensor(ys).to(dev)
+    model = mlp(64, 10, width=256, depth=2, seed=0).to(dev)
+    d = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+    bs = 64
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def run(n: int, rec: Recorder | None) -> None:
+        for _ in range(n):
+            idx = torch.randint(0, x.shape[0], (bs,), generator=gen).to(dev)
+            loss = loss_fn(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if rec is not None:
+                rec.step(loss=loss, lr=0.01, epoch=0, batch_size=bs)
+
+    tmp = tempfile.mkdtemp(prefix="bench-recorder-")
+    times: dict[str, list[float]] = {"none": [], "every 1": [], "every 10": []}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
+    rng = random.Random(0)
+    run(3 * block, None)  # warm up
+    try:
+        for r in range(repeats):
+            conds = list(times)
+            rng.shuffle(conds)
+            for cond in conds:
+                rec = None
+                if cond != "none":
+                    every = 1 if cond == "every 1" else 10
+                    path = os.path.join(tmp, f"{r}-{every}.fdstore")
+                    rec = Recorder(model, path, every=every, background=background)
+                    rec.flush()  # the initial snapshot is not part of the timed block
+                sync()
+                t0 = time.perf_counter()
+                c0 = time.process_time()
+                run(block, rec)
+                if rec is not None:
+                    rec.flush()
+                sync()
+                times[cond].append(time.perf_counter() - t0)
+                cpu[cond].append(time.process_time() - c0)
+                if rec is not None:
+                    last = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+                    rec.close()
+                    with fd.open_store(path) as s:  # the benchmark asserts correctness
+                        want = list(range(0, block + 1, 1 if cond == "every 1" else 10))
+                        assert list(s.steps) == want, (list(s.steps), want)
+                        if block % (1 if cond == "every 1" else 10) == 0:
+                            assert np.array_equal(s[-1], last.cpu().numpy())
+                    shutil.rmtree(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    base = statistics.median(times["none"])
+    cbase = statistics.median(cpu["none"])
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    print(f"MLP 64-256-256-10 + BatchNorm on digits, D = {d:,}, batch {bs}, plain SGD, "
+          f"{name}, torch threads = {threads}, os.cpu_count() = {os.cpu_count()}, load "
+          f"average {os.getloadavg()[0]:.1f}")
+    print(f"writer: {'background thread' if background else 'synchronous (background=False)'}"
+          f", sys.getswitchinterval() = {sys.getswitchinterval() * 1e3:g} ms")
+    print(f"{repeats} interleaved repeats of {block}-step blocks; medians. Wall: the overhead "
+          f"the loop sees; CPU: process CPU time (all threads) per step")
+    print(f"{'recording':<12} {'wall/step':>11} {'overhead':>9}  {'target':>7}  met  "
+          f"{'CPU/step':>11} {'CPU overhead':>12}")
+    print(f"{'none':<12} {base / block * 1e3:>8.3f} ms {'':>9}  {'':>7}  {'':>3}  "
+          f"{cbase / block * 1e3:>8.3f} ms")
+    for cond, target in (("every 1", 0.10), ("every 10", 0.02)):
+        med = statistics.median(times[cond])
+        cmed = statistics.median(cpu[cond])
+        ov = med / base - 1
+        print(f"{cond:<12} {med / block * 1e3:>8.3f} ms {ov * 100:>8.1f} %  "
+              f"{target * 100:>5.0f} %  {'yes' if ov <= target else 'NO ':<3}  "
+              f"{cmed / block * 1e3:>8.3f} ms {(cmed / cbase - 1) * 100:>10.1f} %")
+    spread = {k: (min(v) / block * 1e3, max(v) / block * 1e3) for k, v in times.items()}
+    print("per-step time range over blocks (ms): "
+          + ", ".join(f"{k} {lo:.3f}..{hi:.3f}" for k, (lo, hi) in spread.items()))
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def memory() -> None:
+    D, T = 10**6, 10**4
+    print(f"\nOnline accumulators, D = {D:,} parameters, T = {T:,} snapshots "
+          f"(from the structure sizes)")
+    print(f"{'accumulator':<52} {'levels':>6} {'memory':>12}")
+    for p, m, coarsening, dt in ((16, 2, "sample", "float64"), (16, 2, "sample", "float32"),
+                                 (16, 4, "sample", "float32"), (8, 2, "mean", "float32")):
+        lv = MultipleTauMSD.n_levels_for(T, p, m, coarsening)
+        mem = MultipleTauMSD.memory_bytes(D, T, p, m, coarsening, dt)
+        name = f"MultipleTauMSD(block_size={p}, factor={m}, {coarsening}, {dt})"
+        print(f"{name:<52} {lv:>6} {mib(mem):>12}")
+    print(f"{'RunningDisplacement':<52} {'':>6} {mib(RunningDisplacement.memory_bytes(D, T)):>12}")
+    keys = _compiled_fold() is None
+    print(f"{'OnlineBoxIds(n_scales=16)' + (' + numpy keys' if keys else ''):<52} {'':>6} "
+          f"{mib(OnlineBoxIds.memory_bytes(D, T, 16, keys=keys)):>12}")
+    print(f"(for comparison: the snapshots themselves, float32: {T * D * 4 / 2**30:,.1f} GiB)")
+
+    d, t = 20_000, 3_000
+    print(f"\nMeasured, D = {d:,}, T = {t:,} (tracemalloc peak while updating, default "
+          f"OnlineAccumulators + box ids)")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=d).astype(np.float32)
+    steps = rng.normal(scale=1e-3, size=(64, d)).astype(np.float32)
+    tracemalloc.start()
+    acc = OnlineAccumulators(d, box_eps0=1e-4)
+    t0 = time.perf_counter()
+    for i in range(t):
+        x = x + steps[i % 64]
+        acc.update(x, step=i)
+    el = time.perf_counter() - t0
+    cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    state = (MultipleTauMSD.memory_bytes(d, t, 16, 2, "sample", "float64")
+             + RunningDisplacement.memory_bytes(d, t)
+             + OnlineBoxIds.memory_bytes(d, t, 16, keys=keys))
+    print(f"predicted state {mib(state)}; held (nbytes) {mib(acc.nbytes)}; traced now "
+          f"{mib(cur)}, peak {mib(peak)} (peak includes per-update temporaries); "
+          f"{el / t * 1e3:.2f} ms per update; MSD levels {acc.msd.n_levels}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--block", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--digits-npz", default=None,
+                    help="digits saved as x_train/y_train (for machines without sklearn)")
+    ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--sync", action="store_true", help="Recorder(background=False)")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval(seconds) before measuring (diagnostics)")
+    args = ap.parse_args(argv)
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, numpy {np.__version__}")
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    if not args.skip_overhead:
+        overhead(args.repeats, args.block, args.threads, args.device, args.digits_npz,
+                 not args.sync)
+    if not args.skip_memory:
+        memory()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,771 @@
+"""Online accumulators: diffusion statistics of a run without keeping its snapshots.
+
+For models too large to store one snapshot per step, these fold each snapshot into a small
+state as it arrives and then forget it. They need only numpy (no torch), so they also work
+with any other framework: call ``update(vector)`` once per snapshot, snapshots equally spaced
+in time.
+
+* :class:`MultipleTauMSD`: a multiple-tau correlator; the MSD at log-spaced lags with
+  O(levels x block_size x D) memory.
+* :class:`RunningDisplacement`: R(t) = ||W[t] - W[0]||, exactly as :func:`fractaldiff.displacement`
+  with ``ref=0``.
+* :class:`OnlineBoxIds`: per-snapshot box ids at dyadic scales (the hash of the offline box
+  counting kernel), from which the number of occupied boxes per scale follows.
+* :class:`OnlineAccumulators`: the three together, fed by :class:`fractaldiff.train.Recorder`.
+
+The multiple-tau estimate, exactly
+----------------------------------
+Let X[t], t = 0..T-1, be the snapshots fed to :meth:`MultipleTauMSD.update`, ``p`` the
+``block_size`` and ``m`` the ``factor``. Level 0 is the trajectory itself; level l + 1 is built
+from level l by ``coarsening``:
+
+* ``"sample"`` (default): keep every m-th point. Level l is ``X[::m**l]`` (n_l = ceil(T / m**l)
+  points).
+* ``"mean"``: average aligned, complete blocks of m points. Level l is
+  ``Y_l[s] = mean(X[s*m**l : (s+1)*m**l])`` for s < n_l = T // m**l.
+
+Each level keeps its last p points, and every new point is paired with each of them, so level l
+sees *every* pair of its own points at index lags k = 1..p-1. Level 0 reports lags k = 1..p-1,
+level l >= 1 the lags k * m**l for k = p/m..p-1 (the finer levels already cover the smaller
+ones), so the reported lags are contiguous on a grid that coarsens by m per level. The value at
+lag tau = k * m**l is::
+
+    msd_online(tau) = 1/(n_l - k) * sum_{s=0}^{n_l-k-1} ||Z_l[s+k] - Z_l[s]||^2
+
+with Z_l the level-l points, i.e. **exactly** ``fd.msd(Z_l)[k]``. Consequences:
+
+* Level 0 (tau < p) is exactly the all-pairs ``fd.msd(X)[tau]``.
+* ``"sample"``: ``fd.msd(X[::m**l])[k]`` averages a subset (the pairs on the grid s * m**l) of
+  the pairs behind ``fd.msd(X)[tau]``; for a process with stationary increments both are
+  unbiased estimates of the same quantity, the online one with fewer pairs (more noise).
+* ``"mean"``: the classic multiple-tau block average, less noisy but biased at coarse levels.
+  With b = m**l and blocks A, B, ``|mean(A) - mean(B)|^2 = mean_{i,j} |a_i - b_j|^2 - var(A) -
+  var(B)``, so in expectation ``sum_{|r|<b} (b-|r|)/b^2 * (msd(kb + r) - msd(|r|))``; for
+  Brownian motion msd(tau) = c*tau this is c*(kb - (b^2-1)/(3b)), a relative bias of about
+  -1/(3k) (-4 % at k = p/m = 8).
+
+Memory: each level holds p rows of D values in ``dtype``; level l + 1 is allocated once level l
+has p points, so a run of T snapshots has about log_m(T / p) + 2 levels; see
+:meth:`MultipleTauMSD.memory_bytes`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "MultipleTauMSD",
+    "OnlineAccumulators",
+    "OnlineBoxIds",
+    "OnlineMSDResult",
+    "RunningDisplacement",
+    "box_grid_offsets",
+    "box_key_seed",
+    "fold_box_ids",
+]
+
+#: Columns per chunk for the float64 temporaries of the pair sums (bounds the working set).
+_CHUNK = 1 << 16
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+def _as_row(x: Any, n_params: int, name: str = "x") -> np.ndarray:
+    """A 1-D float array of length n_params, converted from numpy or torch without copies."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, without importing torch
+        x = x.detach().cpu()
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must hold floating-point values, got {x.dtype}")
+        if str(x.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
+            x = x.float()
+        x = x.numpy()
+    arr = np.asarray(x)
+    if arr.ndim != 1 or arr.shape[0] != n_params:
+        raise ValueError(
+            f"{name} must be a 1-D vector of n_params={n_params} values, got shape {arr.shape}"
+        )
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must hold floating-point values, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_pos_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_finite_row(row: np.ndarray, what: str) -> None:
+    if not np.isfinite(row).all():
+        i = int(np.flatnonzero(~np.isfinite(row))[0])
+        raise ValueError(
+            f"{what}: the snapshot holds non-finite values (first at index {i}: {row[i]}); "
+            f"online accumulators cannot take NaN/Inf"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Multiple-tau MSD
+# --------------------------------------------------------------------------------------------
+
+
+class OnlineMSDResult(NamedTuple):
+    """Result of :meth:`MultipleTauMSD.result`.
+
+    Attributes
+    ----------
+    lags : numpy.ndarray of int64
+        Lags in snapshot units (multiply by the snapshot interval for optimizer steps).
+    msd : numpy.ndarray of float64
+        The estimate at each lag (see the module docstring for its exact definition).
+    n_pairs : numpy.ndarray of int64
+        Number of pairs averaged at each lag.
+    level : numpy.ndarray of int64
+        Level (coarsening m**level) each lag comes from.
+    """
+
+    lags: np.ndarray
+    msd: np.ndarray
+    n_pairs: np.ndarray
+    level: np.ndarray
+
+
+class _Level:
+    """One level of the correlator: a ring of its last p points and the pair sums."""
+
+    __slots__ = ("ring", "count", "sums", "pairs")
+
+    def __init__(self, p: int, n_params: int, dtype: np.dtype) -> None:
+        self.ring = np.zeros((p, n_params), dtype=dtype)
+        self.count = 0  # points that arrived at this level
+        self.sums = np.zeros(p, dtype=np.float64)  # sums[k]: sum of squared distances at lag k
+        self.pairs = np.zeros(p, dtype=np.int64)
+
+
+class MultipleTauMSD:
+    """Multiple-tau correlator: the MSD at log-spaced lags, online, in bounded memory.
+
+    Parameters
+    ----------
+    n_params : int
+        D, the length of every snapshot.
+    block_size : int, default 16
+        p, the points each level keeps; level 0 gives lags 1..p-1 exactly. A multiple of
+        ``factor``, >= 2 * factor.
+    factor : int, default 2
+        m, the coarsening from one level to the next (lag grid spacing grows by m per level).
+    coarsening : {"sample", "mean"}, default "sample"
+        How level l + 1 is made from level l: every m-th point (unbiased, exact subset of the
+        offline pairs) or the mean of blocks of m points (classic multiple-tau: less noise,
+        biased at coarse levels). See the module docstring for the exact relation to
+        :func:`fractaldiff.msd`.
+    dtype : {"float64", "float32"}, default "float64"
+        Storage of the buffered points (as displacements from the first snapshot). float32
+        halves the memory; pair sums are always taken in float64.
+    max_levels : int, optional
+        Stop allocating levels beyond this many (bounds memory; lags beyond
+        ``(p-1) * m**(max_levels-1)`` are then not reported). Default: unbounded (levels are
+        allocated as the run reaches them, about log_m(T / p) + 2 of them).
+
+    Notes
+    -----
+    Cost per snapshot: about p * D (level 0) plus (p - p/m) * D / m**l at level l, in float64,
+    in column chunks of 65536 (temporaries of ~p * 0.5 MB).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fractaldiff.train.online import MultipleTauMSD
+    >>> acc = MultipleTauMSD(n_params=3, block_size=4, factor=2)
+    >>> for t in range(20):
+    ...     acc.update(np.full(3, float(t)))
+    >>> r = acc.result()
+    >>> r.lags[:4], r.msd[:4]
+    (array([1, 2, 3, 4]), array([ 3., 12., 27., 48.]))
+    """
+
+    def __init__(
+        self,
+        n_params: int,
+        *,
+        block_size: int = 16,
+        factor: int = 2,
+        coarsening: str = "sample",
+        dtype: Any = "float64",
+        max_levels: int | None = None,
+    ) -> None:
+        self.n_params = _check_pos_int(n_params, "n_params")
+        self.block_size = _check_pos_int(block_size, "block_size", 2)
+        self.factor = _check_pos_int(factor, "factor", 2)
+        if self.block_size % self.factor or self.block_size < 2 * self.factor:
+            raise ValueError(
+                f"block_size must be a multiple of factor and >= 2 * factor, got "
+                f"block_size={block_size}, factor={factor}"
+            )
+        if coarsening not in ("sample", "mean"):
+            raise ValueError(f"coarsening must be 'sample' or 'mean', got {coarsening!r}")
+        self.coarsening = coarsening
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.max_levels = None if max_levels is None else _check_pos_int(max_levels, "max_levels")
+        self._levels: list[_Level] = []
+        self._x0: np.ndarray | None = None
+        self.n_updates = 0
+
+    # -- memory -------------------------------------------------------------------------------
+
+    @staticmethod
+    def n_levels_for(
+        n_snapshots: int, block_size: int = 16, factor: int = 2, coarsening: str = "sample"
+    ) -> int:
+        """Levels allocated after ``n_snapshots`` updates.
+
+        Level l + 1 exists once level l has received ``block_size`` points; level l has
+        ``ceil(T / m**l)`` (sample) or ``T // m**l`` (mean) points. About
+        ``log_m(T / p) + 2`` levels.
+        """
+        levels, n, b = 1, int(n_snapshots), 1
+        while True:
+            count = -(-n // b) if coarsening == "sample" else n // b
+            if count < block_size:
+                return levels
+            levels += 1
+            b *= factor
+
+    @staticmethod
+    def memory_bytes(
+        n_params: int,
+        n_snapshots: int,
+        block_size: int = 16,
+        factor: int = 2,
+        coarsening: str = "sample",
+        dtype: Any = "float64",
+    ) -> int:
+        """Bytes of the D-sized state after ``n_snapshots`` updates (from the structure sizes).
+
+        ``levels * block_size * D * itemsize`` plus the float64 first snapshot (8 * D); the
+        per-level lag sums and pair counts (16 * block_size bytes per level) are not included.
+        """
+        levels = MultipleTauMSD.n_levels_for(n_snapshots, block_size, factor, coarsening)
+        return levels * block_size * n_params * np.dtype(dtype).itemsize + 8 * n_params
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held now by the buffers."""
+        total = 0 if self._x0 is None else self._x0.nbytes
+        for lev in self._levels:
+            total += lev.ring.nbytes + lev.sums.nbytes + lev.pairs.nbytes
+        return total
+
+    @property
+    def n_levels(self) -> int:
+        """Levels allocated so far."""
+        return len(self._levels)
+
+    # -- updating -----------------------------------------------------------------------------
+
+    def update(self, x: Any) -> None:
+        """Fold in the next snapshot (1-D, D values, numpy or torch; finite)."""
+        row = _as_row(x, self.n_params)
+        _check_finite_row(row, "MultipleTauMSD.update")
+        if self._x0 is None:
+            self._x0 = row.astype(np.float64, copy=True)
+        centered = row.astype(np.float64) - self._x0
+        self.n_updates += 1
+        if not self._levels:
+            self._levels.append(_Level(self.block_size, self.n_params, self.dtype))
+        self._push(0, centered)
+
+    def _min_lag(self, level: int) -> int:
+        return 1 if level == 0 else self.block_size // self.factor
+
+    def _push(self, level: int, point: np.ndarray) -> None:
+        """Add one point (float64, centred) to ``level`` and cascade to coarser levels.
+
+        Level l + 1 is allocated when level l has received p points (before that no lag of
+        level l + 1 has a pair); it is then given the coarse points of level l's first p points,
+        all still in the ring, and afterwards each new coarse point as it completes.
+        """
+        lev = self._levels[level]
+        p, m = self.block_size, self.factor
+        pos = lev.count % p
+        lev.ring[pos] = point
+        stored = lev.ring[pos]  # the value as stored (rounded to dtype): pairs use it
+        kmin = self._min_lag(level)
+        kmax = min(lev.count, p - 1)
+        if kmax >= kmin:
+            ks = np.arange(kmin, kmax + 1)
+            idx = (pos - ks) % p
+            acc = np.zeros(ks.size, dtype=np.float64)
+            for c0 in range(0, self.n_params, _CHUNK):
+                c1 = min(self.n_params, c0 + _CHUNK)
+                diff = lev.ring[idx, c0:c1].astype(np.float64, copy=False) - stored[c0:c1]
+                acc += np.einsum("ij,ij->i", diff, diff)
+            lev.sums[ks] += acc
+            lev.pairs[ks] += 1
+        s = lev.count
+        lev.count += 1
+        if self.max_levels is not None and level + 1 >= self.max_levels:
+            return
+        if level + 1 < len(self._levels):
+            if self.coarsening == "sample" and s % m == 0:
+                self._push(level + 1, stored)
+            elif self.coarsening == "mean" and s % m == m - 1:
+                self._push(level + 1, self._block_mean(lev, s))
+        elif lev.count == p:  # allocate the next level and give it the coarse points so far
+            self._levels.append(_Level(p, self.n_params, self.dtype))
+            for j in range(0, p, m):
+                if self.coarsening == "sample":
+                    self._push(level + 1, lev.ring[j])
+                else:
+                    self._push(level + 1, self._block_mean(lev, j + m - 1))
+
+    def _block_mean(self, lev: _Level, last: int) -> np.ndarray:
+        """Mean (float64) of the stored points last - m + 1 .. last of a level."""
+        idx = np.arange(last - self.factor + 1, last + 1) % self.block_size
+        return lev.ring[idx].mean(axis=0, dtype=np.float64)
+
+    # -- results ------------------------------------------------------------------------------
+
+    def result(self) -> OnlineMSDResult:
+        """The MSD at every lag with at least one pair, in increasing lag order."""
+        lags, vals, pairs, levels = [], [], [], []
+        for l_idx, lev in enumerate(self._levels):
+            for k in range(self._min_lag(l_idx), self.block_size):
+                if lev.pairs[k] > 0:
+                    lags.append(k * self.factor**l_idx)
+                    vals.append(lev.sums[k] / lev.pairs[k])
+                    pairs.append(lev.pairs[k])
+                    levels.append(l_idx)
+        return OnlineMSDResult(
+            np.asarray(lags, dtype=np.int64),
+            np.asarray(vals, dtype=np.float64),
+            np.asarray(pairs, dtype=np.int64),
+            np.asarray(levels, dtype=np.int64),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MultipleTauMSD(n_params={self.n_params}, block_size={self.block_size}, "
+            f"factor={self.factor}, coarsening={self.coarsening!r}, levels={self.n_levels}, "
+            f"updates={self.n_updates})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Running displacement
+# --------------------------------------------------------------------------------------------
+
+
+class RunningDisplacement:
+    """R(t) = ||W[t] - W[0]||_2 from the first snapshot, online.
+
+    Equals :func:`fractaldiff.displacement` (``ref=0``) of the same snapshots: differences and
+    the sum of squares are taken in float64. Memory: the first snapshot (D float64) plus one
+    float per snapshot.
+
+    Parameters
+    ----------
+    n_params : int
+        D, the length of every snapshot.
+    """
+
+    def __init__(self, n_params: int) -> None:
+        self.n_params = _check_pos_int(n_params, "n_params")
+        self._x0: np.ndarray | None = None
+        self._values: list[float] = []
+
+    def update(self, x: Any) -> float:
+        """Fold in the next snapshot; returns its R(t)."""
+        row = _as_row(x, self.n_params)
+        if self._x0 is None:
+            self._x0 = row.astype(np.float64, copy=True)
+            self._values.append(0.0)
+            return 0.0
+        total = 0.0
+        for c0 in range(0, self.n_params, _CHUNK):
+            d = row[c0 : c0 + _CHUNK].astype(np.float64) - self._x0[c0 : c0 + _CHUNK]
+            total += float(np.dot(d, d))
+        value = math.sqrt(total)
+        self._values.append(value)
+        return value
+
+    @property
+    def values(self) -> np.ndarray:
+        """R(t) for every snapshot so far, float64."""
+        return np.asarray(self._values, dtype=np.float64)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (first snapshot and the values)."""
+        return (0 if self._x0 is None else self._x0.nbytes) + 8 * len(self._values)
+
+    @staticmethod
+    def memory_bytes(n_params: int, n_snapshots: int) -> int:
+        """Bytes of state after ``n_snapshots`` updates."""
+        return 8 * int(n_params) + 8 * int(n_snapshots)
+
+
+# --------------------------------------------------------------------------------------------
+# Box ids: adapter to the box-counting kernel's hash
+# --------------------------------------------------------------------------------------------
+#
+# The hash is the one of the offline box-counting kernel (fractaldiff boxcount /
+# cpp/include/fractaldiff/box_kernels.hpp): q = trunc((x - origin_d) * (1 / eps0)) in float64,
+# box id at scale k = (sum_d a_d * (q >> k), sum_d b_d * (q >> k)) mod 2^64 with
+# a_d = key(seed, d, 0), b_d = key(seed, d, 1), key = splitmix64(splitmix64(seed ^ (C * (s+1)))
+# + d). fold_box_ids uses the compiled kernel when this build has it and otherwise computes
+# the same values, bit for bit, with numpy.
+
+_KEY_MULT = 0xA0761D6478BD642F
+_GRID_KEY_XOR = 0x5851F42D4C957F2D
+_Q_LIMIT = 2.0**31
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64 finalizer on uint64 arrays (wrapping arithmetic)."""
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _grid_seed(seed: int, grid: int) -> int:
+    s = (int(seed) * 0x2545F4914F6CDD1D + int(grid) * 0x9E3779B97F4A7C15) & _MASK64
+    return int(_splitmix64(np.array([s], dtype=np.uint64))[0])
+
+
+def box_key_seed(seed: int = 0, grid: int = 0) -> int:
+    """The key seed the offline box counting uses for grid ``grid`` under ``seed``."""
+    return _grid_seed(seed, grid) ^ _GRID_KEY_XOR
+
+
+def box_grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) -> np.ndarray:
+    """Random per-coordinate grid offsets, uniform on [0, coarsest), as in box counting.
+
+    Uses ``fractaldiff.boxcount.grid_offsets`` when it exists, else the same formula in numpy.
+    """
+    try:
+        from fractaldiff.boxcount import grid_offsets  # type: ignore[import-not-found]
+    except ImportError:
+        d = np.asarray(columns, dtype=np.uint64)
+        h = _splitmix64(d ^ np.uint64(_grid_seed(seed, grid)))
+        return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53 * float(coarsest)
+    return grid_offsets(columns, coarsest, seed, grid)
+
+
+def _box_keys(key_seed: int, col_start: int, n: int) -> np.ndarray:
+    """(2, n) uint64 keys a_d, b_d of global columns col_start .. col_start + n - 1."""
+    keys = np.empty((2, n), dtype=np.uint64)
+    d = np.arange(col_start, col_start + n, dtype=np.uint64)
+    for which in (0, 1):
+        base = (int(key_seed) ^ ((_KEY_MULT * (which + 1)) & _MASK64)) & _MASK64
+        inner = int(_splitmix64(np.array([base], dtype=np.uint64))[0])
+        with np.errstate(over="ignore"):
+            keys[which] = _splitmix64(np.uint64(inner) + d)
+    return keys
+
+
+def _compiled_fold() -> Any:
+    """The compiled ``fold_box_ids`` kernel, or None when this build lacks it."""
+    try:
+        from fractaldiff import _core
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(_core, "fold_box_ids", None)
+
+
+def fold_box_ids(
+    block: Any,
+    col_start: int,
+    origin: np.ndarray,
+    eps0: float,
+    n_scales: int,
+    key_seed: int,
+    ids: np.ndarray,
+    *,
+    keys: np.ndarray | None = None,
+    use_compiled: bool | None = None,
+) -> None:
+    """Add the box ids of a block of snapshots into ``ids`` (the box-counting kernel's hash).
+
+    Parameters
+    ----------
+    block : numpy.ndarray, shape (T, B)
+        Snapshots t, columns ``col_start .. col_start + B - 1``.
+    col_start : int
+        Global index of the block's first column (selects the keys).
+    origin : numpy.ndarray of float64, shape (B,)
+        Grid origin of each column; ``(x - origin) / eps0`` must lie in [0, 2^31).
+    eps0 : float
+        Finest box side; scale k has side ``eps0 * 2**k``.
+    n_scales : int
+        Number of dyadic scales (1..31).
+    key_seed : int
+        Hash key seed (:func:`box_key_seed`).
+    ids : numpy.ndarray of uint64, shape (T, n_scales, 2)
+        Accumulated in place (sums mod 2^64 merge over column blocks).
+    keys : numpy.ndarray, optional
+        Precomputed ``_box_keys(key_seed, col_start, B)`` for the numpy path.
+    use_compiled : bool, optional
+        Force (True) or forbid (False) the compiled kernel; default: use it when available.
+
+    Raises
+    ------
+    ValueError
+        A quantized coordinate left [0, 2^31) (the weights moved out of the grid) or the data
+        hold NaN/Inf.
+    """
+    block = np.asarray(block)
+    if block.ndim == 1:
+        block = block[None, :]
+    t, b = block.shape
+    inv = 1.0 / float(eps0)
+    y = (block.astype(np.float64) - origin) * inv
+    ok = (y >= 0) & (y < _Q_LIMIT)  # False for NaN
+    if not ok.all():
+        bad = np.argwhere(~ok)[0]
+        raise ValueError(
+            f"box ids: snapshot {int(bad[0])}, parameter {col_start + int(bad[1])} is "
+            f"{block[bad[0], bad[1]]}, outside the box grid (more than 2^30 boxes of side "
+            f"eps0={eps0:g} from the first snapshot, or not finite); use a larger eps0"
+        )
+    fold = _compiled_fold() if use_compiled is not False else None
+    if use_compiled and fold is None:
+        raise RuntimeError("this fractaldiff build has no compiled fold_box_ids kernel")
+    if fold is not None:
+        status = fold(np.ascontiguousarray(block), int(col_start),
+                      np.ascontiguousarray(origin, dtype=np.float64), float(eps0),
+                      int(n_scales), int(key_seed), ids, 0)
+        if status != 0:
+            raise ValueError(f"box ids: the compiled kernel returned status {status}")
+        return
+    if keys is None:
+        keys = _box_keys(key_seed, col_start, b)
+    q = y.astype(np.int64).astype(np.uint64)  # trunc == floor for y >= 0
+    with np.errstate(over="ignore"):
+        for k in range(n_scales):
+            qk = q >> np.uint64(k)
+            for s in (0, 1):
+                ids[:, k, s] += (qk * keys[s]).sum(axis=1, dtype=np.uint64)
+
+
+class OnlineBoxIds:
+    """Per-snapshot box ids at dyadic scales, online, with the box-counting kernel's hash.
+
+    The grid is fixed by the first snapshot W[0]: coordinate d has origin
+    ``W[0, d] - u_d - 2**(31 - n_scales) * C`` with ``C = eps0 * 2**(n_scales-1)`` the
+    coarsest box side and ``u_d`` the random offset of :func:`box_grid_offsets` (as offline, a
+    uniform shift of the grid), so W[0] sits in the middle of the kernel's 31-bit range and each
+    coordinate may move about ``2**30 * eps0`` either way. (Offline box counting anchors the
+    grid at each column's minimum instead, which an online pass cannot know; the counts of the
+    two agree in distribution, and :meth:`origin` lets the offline kernel reproduce the online
+    ids bit for bit.)
+
+    Parameters
+    ----------
+    n_params : int
+        D.
+    eps0 : float
+        Finest box side, in parameter units (choose it below the smallest step you want to
+        resolve; scales are ``eps0 * 2**k``).
+    n_scales : int, default 16
+        Number of dyadic scales (1..31).
+    seed, grid : int
+        Random grid (as ``seed``/grid number of the offline box counting).
+
+    Notes
+    -----
+    Memory: the origins (D float64) and, for the numpy fallback, the keys (2 D uint64), plus
+    n_scales * 16 bytes per snapshot for the ids.
+    """
+
+    def __init__(
+        self, n_params: int, eps0: float, *, n_scales: int = 16, seed: int = 0, grid: int = 0
+    ) -> None:
+        self.n_params = _check_pos_int(n_params, "n_params")
+        if isinstance(eps0, (bool, np.bool_)) or not isinstance(
+            eps0, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(f"eps0 must be a positive number, got {type(eps0).__name__}")
+        if not (math.isfinite(float(eps0)) and float(eps0) > 0):
+            raise ValueError(f"eps0 must be a finite number > 0, got {eps0}")
+        self.eps0 = float(eps0)
+        self.n_scales = _check_pos_int(n_scales, "n_scales")
+        if self.n_scales > 31:
+            raise ValueError(f"n_scales must be <= 31, got {n_scales}")
+        self.seed = _check_pos_int(seed, "seed", 0)
+        self.grid = _check_pos_int(grid, "grid", 0)
+        self.key_seed = box_key_seed(self.seed, self.grid)
+        self._origin: np.ndarray | None = None
+        self._keys: np.ndarray | None = None
+        self._ids: list[np.ndarray] = []
+
+    @property
+    def coarsest(self) -> float:
+        """Side of the coarsest box, ``eps0 * 2**(n_scales - 1)``."""
+        return self.eps0 * 2.0 ** (self.n_scales - 1)
+
+    @property
+    def origin(self) -> np.ndarray | None:
+        """The grid origin per coordinate (float64, D), set by the first snapshot."""
+        return self._origin
+
+    @property
+    def eps(self) -> np.ndarray:
+        """Box sides ``eps0 * 2**k``, k = 0..n_scales-1."""
+        return self.eps0 * 2.0 ** np.arange(self.n_scales)
+
+    def update(self, x: Any) -> np.ndarray:
+        """Fold in the next snapshot; returns its ids, uint64 array (n_scales, 2)."""
+        row = _as_row(x, self.n_params)
+        if self._origin is None:
+            _check_finite_row(row, "OnlineBoxIds.update")
+            cols = np.arange(self.n_params)
+            headroom = 2.0 ** (31 - self.n_scales) * self.coarsest  # = 2^30 * eps0
+            self._origin = (
+                row.astype(np.float64)
+                - box_grid_offsets(cols, self.coarsest, self.seed, self.grid)
+                - headroom
+            )
+            if _compiled_fold() is None:
+                self._keys = _box_keys(self.key_seed, 0, self.n_params)
+        ids = np.zeros((1, self.n_scales, 2), dtype=np.uint64)
+        for c0 in range(0, self.n_params, _CHUNK):
+            c1 = min(self.n_params, c0 + _CHUNK)
+            fold_box_ids(
+                row[None, c0:c1],
+                c0,
+                self._origin[c0:c1],
+                self.eps0,
+                self.n_scales,
+                self.key_seed,
+                ids,
+                keys=None if self._keys is None else self._keys[:, c0:c1],
+            )
+        self._ids.append(ids[0])
+        return ids[0]
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Box ids of every snapshot so far, uint64 array (T, n_scales, 2)."""
+        if not self._ids:
+            return np.zeros((0, self.n_scales, 2), dtype=np.uint64)
+        return np.stack(self._ids)
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Occupied boxes per scale: ``(eps, counts)``, counts int64 of length n_scales."""
+        ids = self.ids
+        counts = np.zeros(self.n_scales, dtype=np.int64)
+        for k in range(self.n_scales):
+            pairs = np.ascontiguousarray(ids[:, k, :]).view(np.dtype((np.void, 16)))
+            counts[k] = np.unique(pairs).size
+        return self.eps, counts
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (origins, keys, ids)."""
+        n = 0 if self._origin is None else self._origin.nbytes
+        n += 0 if self._keys is None else self._keys.nbytes
+        return n + 16 * self.n_scales * len(self._ids)
+
+    @staticmethod
+    def memory_bytes(n_params: int, n_snapshots: int, n_scales: int = 16,
+                     keys: bool = True) -> int:
+        """Bytes of state after ``n_snapshots`` updates (``keys``: numpy fallback's keys)."""
+        return 8 * n_params + (16 * n_params if keys else 0) + 16 * n_scales * n_snapshots
+
+
+# --------------------------------------------------------------------------------------------
+# All together
+# --------------------------------------------------------------------------------------------
+
+
+class OnlineAccumulators:
+    """The online accumulators a :class:`~fractaldiff.train.Recorder` feeds, in one object.
+
+    Parameters
+    ----------
+    n_params : int
+        D.
+    msd : bool or dict, default True
+        Keep a :class:`MultipleTauMSD` (a dict passes its keyword arguments).
+    displacement : bool, default True
+        Keep a :class:`RunningDisplacement`.
+    box_eps0 : float, optional
+        Keep an :class:`OnlineBoxIds` with this finest box side (off by default: the right box
+        size depends on the run).
+    box_options : dict, optional
+        More keyword arguments for :class:`OnlineBoxIds` (``n_scales``, ``seed``, ``grid``).
+
+    Attributes
+    ----------
+    msd, displacement, box_ids
+        The accumulators (None where not kept).
+    steps : list of int
+        The optimizer step of each snapshot fed in (when given to :meth:`update`).
+    """
+
+    def __init__(
+        self,
+        n_params: int,
+        *,
+        msd: bool | dict = True,
+        displacement: bool = True,
+        box_eps0: float | None = None,
+        box_options: dict | None = None,
+    ) -> None:
+        self.n_params = _check_pos_int(n_params, "n_params")
+        if isinstance(msd, dict):
+            self.msd: MultipleTauMSD | None = MultipleTauMSD(self.n_params, **msd)
+        else:
+            self.msd = MultipleTauMSD(self.n_params) if msd else None
+        self.displacement = RunningDisplacement(self.n_params) if displacement else None
+        self.box_ids = (
+            None
+            if box_eps0 is None
+            else OnlineBoxIds(self.n_params, box_eps0, **(box_options or {}))
+        )
+        self.steps: list[int] = []
+
+    @property
+    def accumulators(self) -> Sequence[Any]:
+        """The accumulators kept."""
+        return [a for a in (self.msd, self.displacement, self.box_ids) if a is not None]
+
+    def update(self, x: Any, step: int | None = None) -> None:
+        """Fold one snapshot into every accumulator."""
+        row = _as_row(x, self.n_params)
+        for acc in self.accumulators:
+            acc.update(row)
+        if step is not None:
+            self.steps.append(int(step))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all accumulators."""
+        return sum(a.nbytes for a in self.accumulators)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able results: MSD lags/values, R(t), box counts (those kept)."""
+        out: dict[str, Any] = {"n_snapshots": len(self.steps) or None}
+        if self.msd is not None:
+            r = self.msd.result()
+            out["msd"] = {"lags": r.lags.tolist(), "msd": r.msd.tolist(),
+                          "n_pairs": r.n_pairs.tolist()}
+        if self.displacement is not None:
+            out["displacement"] = self.displacement.values.tolist()
+        if self.box_ids is not None:
+            eps, counts = self.box_ids.counts()
+            out["box_counts"] = {"eps": eps.tolist(), "counts": counts.tolist()}
+        if self.steps:
+            out["steps"] = list(self.steps)
+        return out
