@@ -5,6 +5,7 @@ namespace fractaldiff {
 namespace bindings {
 void register_msd(pybind11::module_& m);
 void register_info(pybind11::module_& m);
+void register_cuda(pybind11::module_& m);
 }  // namespace bindings
 }  // namespace fractaldiff
 
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
 #endif
   fractaldiff::bindings::register_msd(m);
   fractaldiff::bindings::register_info(m);
+  fractaldiff::bindings::register_cuda(m);
 }

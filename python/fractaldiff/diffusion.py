@@ -287,8 +287,10 @@ def _fold_block(
             acc = accs[key] = make()
         if cols[-1] - cols[0] + 1 == cols.size:  # contiguous: a view, no copy
             sub = block[:, cols[0] : cols[-1] + 1]
-        else:
+        elif isinstance(block, np.ndarray):
             sub = np.ascontiguousarray(block[:, cols])
+        else:  # a device block (fractaldiff._gpu.DeviceMatrix)
+            sub = block.take(cols)
         st = acc.fold(sub, n_threads)
         status = status if status != _core.STATUS_OK else st
     return status
@@ -318,6 +320,56 @@ def _run_local(src: Source, make, groups, n_threads, memory_limit, progress, fun
         if status != _core.STATUS_OK:
             raise _status_error(status, func, src.first_nonfinite, src.name)
     return _finish(accs, make, groups)
+
+
+def _run_cuda(X, make_for, groups, limit, progress, func, device, min_rows, what) -> Any:
+    """The GPU driver: device arrays are read in place, host sources stream in column blocks;
+    GPU accumulators are flushed into CPU ones, which finish as on the CPU."""
+    from ._gpu import (
+        GpuAccumulator,
+        as_device_matrix,
+        device_blocks,
+        device_first_nonfinite,
+        is_device_array,
+    )
+
+    if is_device_array(X):
+        dm = as_device_matrix(X, "X")
+        t, d = dm.shape
+        if t < min_rows:
+            raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
+        if d == 0:
+            raise ValueError(f"X has D=0 parameters (shape {dm.shape})")
+        make = make_for(t)
+        grp = None if groups is None else _resolve_groups(groups, None, d)
+        blocks = device_blocks(dm, limit)
+
+        def locate():
+            return device_first_nonfinite(dm)
+
+    else:
+        src = as_source(X, "X")
+        src.require(min_rows=min_rows, what=what)
+        make = make_for(src.n_rows)
+        grp = None if groups is None else _resolve_groups(groups, src, src.n_cols)
+        blocks = iter_blocks(src, memory_limit=limit, progress=progress, desc=func)
+        locate = src.first_nonfinite
+    # each GPU accumulator (one per group atom) holds its own staging buffers
+    per_fold = max(2**20, limit // (1 if grp is None else len(grp) + 1))
+    gaccs: dict[bytes, Any] = {}
+
+    def make_gpu():
+        return GpuAccumulator(make(), device, per_fold)
+
+    for start, block in blocks:
+        _fold_block(block, start, make_gpu, grp, 0, gaccs)
+    status = _core.STATUS_OK
+    for gacc in gaccs.values():
+        st = gacc.flush()
+        status = status if status != _core.STATUS_OK else st
+    if status != _core.STATUS_OK:
+        raise _status_error(status, func, locate, "X")
+    return _finish({key: gacc.acc for key, gacc in gaccs.items()}, make, grp)
 
 
 # ---- dask -------------------------------------------------------------------------------------
@@ -389,10 +441,19 @@ def _check_dask(X, name: str) -> tuple[int, int]:
 
 def _analyse(X, func, min_rows, what, make_for, groups, n_threads, memory_limit, progress, opts):
     check_options(opts, func, ("device",))
-    check_device(opts.get("device", "auto"), func)
+    device = check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     limit = check_memory_limit(memory_limit)
+    if device != "cpu" and not is_dask_array(X):
+        from ._gpu import resolve_device
+
+        where, index = resolve_device(device, X, func)
+        if where == "cuda":
+            return _run_cuda(X, make_for, groups, limit, progress, func, index, min_rows, what)
     if is_dask_array(X):
+        if device.startswith("cuda"):
+            raise ValueError(f"{func}(device={device!r}) does not take dask arrays; their "
+                             f"chunks are computed on the workers' CPUs")
         t, d = _check_dask(X, "X")
         if t < min_rows:
             raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
@@ -451,8 +512,13 @@ def msd(
         of the whole (key ``"total"``), all from one pass over the data.
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal and the data is >= 1 GiB).
-    device : {"auto", "cpu"}, optional
-        Where to compute (this version computes on the CPU).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Where to compute. "auto" (default) computes where the data is: on the GPU for torch
+        CUDA tensors and ``__cuda_array_interface__`` arrays (read in place, any strides), else
+        on the CPU. "cuda" also streams host data (numpy, memmaps, stores, pinned tensors) to the
+        GPU in column blocks, through pinned double-buffered copies that overlap the kernels;
+        there ``memory_limit`` bounds the device memory and the pinned staging buffers. GPU
+        results agree with the CPU ones to float64 rounding (same accumulators, same finish).
 
     Returns
     -------
