@@ -60,6 +60,8 @@ class GpuFold {
   /// Add the accumulators into out0 (power | lag sums | squared displacements), out1 (sqnorm,
   /// msd_fft only) and out2 (direct, msd_fft only); returns kOk or kNonFinite.
   int finish(double* out0, double* out1, double* out2);
+  /// Wait until every kernel and copy issued so far is done (device inputs may then be freed).
+  void synchronize();
   /// Bytes of device memory this fold holds now.
   int64_t device_bytes() const;
 

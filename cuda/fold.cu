@@ -91,7 +91,6 @@ struct GpuFold::Impl {
   DevBuf acc, part, tw, status, d_lags, gwork, stage[2];
   PinnedBuf pinned[2];
   int64_t acc_len = 0, stage_bytes = 0;
-  bool synced_producers = false;
 
   ~Impl() {
     if (compute) cudaStreamSynchronize(compute);
@@ -145,7 +144,14 @@ struct GpuFold::Impl {
     }
     int grid;
     if (use_smem) {
-      grid = grid_cap(pairs, static_cast<int64_t>(per_sm) * sm_count);
+      const int64_t room = memory_limit - fixed_bytes() + static_cast<int64_t>(part.bytes) -
+                           2 * stage_bytes;
+      const int64_t fit = room / (a.part_stride * 8);
+      if (fit < 1)
+        throw CudaOutOfMemory("fractaldiff CUDA: memory_limit=" + std::to_string(memory_limit) +
+                              " bytes is too small for the MSD accumulators of T=" +
+                              std::to_string(T));
+      grid = grid_cap(pairs, std::min<int64_t>(fit, static_cast<int64_t>(per_sm) * sm_count));
       a.gwork = nullptr;
       a.gwork_stride = 0;
     } else {
@@ -250,24 +256,26 @@ struct GpuFold::Impl {
 
   // ---- host streaming ------------------------------------------------------------------------
 
-  void ensure_staging(int64_t item) {
-    if (stage_bytes > 0) return;
-    // two device + two pinned buffers; each at most a quarter of memory_limit (>= one column)
-    int64_t per = std::min<int64_t>(memory_limit / 4, 256LL << 20);
-    per = std::max<int64_t>(per, 2 * T * item);
-    stage_bytes = per;
-    for (int k = 0; k < 2; ++k) {
-      stage[k].alloc(static_cast<size_t>(per), "the host-to-device staging buffers");
-      pinned[k].alloc(static_cast<size_t>(per));
-      FD_CUDA_CHECK(cudaEventCreateWithFlags(&h2d_done[k], cudaEventDisableTiming));
-      FD_CUDA_CHECK(cudaEventCreateWithFlags(&consumed[k], cudaEventDisableTiming));
+  /// Two device staging buffers (and, when the source must be packed, two pinned ones), each at
+  /// most a quarter of memory_limit but at least one column pair.
+  void ensure_staging(int64_t item, bool need_pinned) {
+    if (stage_bytes == 0) {
+      int64_t per = std::min<int64_t>(memory_limit / 4, 256LL << 20);
+      per = std::max<int64_t>(per, 2 * T * item);
+      for (int k = 0; k < 2; ++k) {
+        stage[k].alloc(static_cast<size_t>(per), "the host-to-device staging buffers");
+        FD_CUDA_CHECK(cudaEventCreateWithFlags(&h2d_done[k], cudaEventDisableTiming));
+        FD_CUDA_CHECK(cudaEventCreateWithFlags(&consumed[k], cudaEventDisableTiming));
+      }
+      stage_bytes = per;
     }
+    if (need_pinned && pinned[0].p == nullptr)
+      for (int k = 0; k < 2; ++k) pinned[k].alloc(static_cast<size_t>(stage_bytes));
   }
 
   void fold_host(const StridedMatrix& x) {
     if (x.n_cols == 0) return;
     const int64_t item = static_cast<int64_t>(item_size(x.dtype));
-    ensure_staging(item);
     // is the source itself pinned (e.g. a torch tensor after pin_memory())?
     bool src_pinned = false;
     {
@@ -278,6 +286,7 @@ struct GpuFold::Impl {
         (void)cudaGetLastError();
     }
     const bool direct = src_pinned && x.col_stride == 1 && x.row_stride >= x.n_cols;
+    ensure_staging(item, !direct);
     int64_t width = stage_bytes / (T * item);
     if (kind == FoldKind::msd_fft && width > 1) width -= width % 2;  // whole column pairs
     width = std::max<int64_t>(1, std::min(width, x.n_cols));
@@ -409,11 +418,8 @@ void GpuFold::fold_device(const StridedMatrix& x) {
       throw std::invalid_argument("x lives on CUDA device " + std::to_string(at.device) +
                                   ", this fold runs on device " + std::to_string(s.dev));
   }
-  if (!s.synced_producers) {
-    // whatever produced x (e.g. PyTorch, on its own streams) must be finished
-    FD_CUDA_CHECK(cudaDeviceSynchronize());
-    s.synced_producers = true;
-  }
+  // whatever produced x (PyTorch or another library, on its own streams) must be finished
+  FD_CUDA_CHECK(cudaDeviceSynchronize());
   s.launch(x);
 }
 
@@ -455,6 +461,12 @@ int GpuFold::finish(double* out0, double* out1, double* out2) {
       break;
   }
   return (flag || !finite) ? kNonFinite : kOk;
+}
+
+void GpuFold::synchronize() {
+  FD_CUDA_CHECK(cudaSetDevice(impl_->dev));
+  FD_CUDA_CHECK(cudaStreamSynchronize(impl_->copy));
+  FD_CUDA_CHECK(cudaStreamSynchronize(impl_->compute));
 }
 
 int64_t GpuFold::device_bytes() const {

@@ -27,6 +27,7 @@ GpuFold::~GpuFold() = default;
 void GpuFold::fold_device(const StridedMatrix&) { no_cuda(); }
 void GpuFold::fold_host(const StridedMatrix&) { no_cuda(); }
 int GpuFold::finish(double*, double*, double*) { no_cuda(); }
+void GpuFold::synchronize() { no_cuda(); }
 int64_t GpuFold::device_bytes() const { return 0; }
 void pack_columns(const StridedMatrix&, int64_t, int64_t, char*) { no_cuda(); }
 

@@ -96,6 +96,11 @@ class PyGpuFold {
     return fold_->finish(a, b, c);
   }
 
+  void synchronize() {
+    py::gil_scoped_release release;
+    fold_->synchronize();
+  }
+
   int64_t device_bytes() const { return fold_->device_bytes(); }
 
  private:
@@ -136,6 +141,8 @@ void register_cuda(py::module_& m) {
       .def("finish", &PyGpuFold::finish, py::arg("out0"), py::arg("out1") = py::none(),
            py::arg("out2") = py::none(),
            "Wait, add the accumulators into the host arrays, reset; returns a status code.")
+      .def("synchronize", &PyGpuFold::synchronize,
+           "Wait for every kernel and copy issued so far (device inputs may then be freed).")
       .def("device_bytes", &PyGpuFold::device_bytes, "Device memory held now, in bytes.");
 }
 

@@ -110,7 +110,10 @@ class DeviceMatrix:
     ``owner`` keeps the memory alive. Column slices ``m[:, a:b]`` are views (pointer arithmetic).
     """
 
-    def __init__(self, ptr, dtype, shape, strides, device, owner, name="X"):
+    def __init__(self, ptr, dtype, shape, strides, device, owner, name="X", temporary=False):
+        #: True for device copies made here (conversions, gathers): the kernels that read them
+        #: must finish before they are dropped (torch may reuse the memory at once)
+        self.temporary = temporary
         self.ptr = int(ptr)
         self.dtype = np.dtype(dtype)
         self.shape = (int(shape[0]), int(shape[1]))
@@ -134,7 +137,7 @@ class DeviceMatrix:
             b = max(a, b)
             off = a * self.strides[1] * self.dtype.itemsize
             return DeviceMatrix(self.ptr + off, self.dtype, (self.shape[0], b - a), self.strides,
-                                self.device, self.owner, self.name)
+                                self.device, self.owner, self.name, self.temporary)
         return self.take(np.asarray(cols))
 
     def take(self, cols: np.ndarray) -> DeviceMatrix:
@@ -148,7 +151,9 @@ class DeviceMatrix:
         c0 = base // (self.dtype.itemsize * self.strides[1]) if self.strides[1] else 0
         idx = torch.as_tensor(np.asarray(cols) + c0, device=full.device)
         sub = full.index_select(1, idx).contiguous()
-        return as_device_matrix(sub, self.name)
+        out = as_device_matrix(sub, self.name)
+        out.temporary = True
+        return out
 
     def fold_into(self, fold) -> None:
         fold.fold_device(self.ptr, self.dtype.name, self.shape[0], self.shape[1],
@@ -216,8 +221,9 @@ def device_blocks(dm: DeviceMatrix, memory_limit: int):
     T, D = t.shape
     width = max(1, min(D, memory_limit // (4 * max(T, 1) * item)))
     for a in range(0, D, width):
-        blk = t[:, a:a + width].to(target).contiguous()
-        yield a, as_device_matrix(blk, dm.name)
+        blk = as_device_matrix(t[:, a:a + width].to(target).contiguous(), dm.name)
+        blk.temporary = True
+        yield a, blk
 
 
 def device_first_nonfinite(dm: DeviceMatrix):
@@ -265,6 +271,8 @@ class GpuAccumulator:
         """Fold a host numpy block or a DeviceMatrix; errors surface at :meth:`flush`."""
         if isinstance(block, DeviceMatrix):
             block.fold_into(self._fold)
+            if block.temporary:
+                self._fold.synchronize()
         else:
             self._fold.fold_host(block)
         self.acc.n_cols += block.shape[1]
