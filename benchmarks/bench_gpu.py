@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--log2-D", type=int, default=20)
     ap.add_argument("--log2-D-host", type=int, default=18)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs of each torch baseline")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "no CUDA device"
     card = _core.cuda_device_name(0)
@@ -139,8 +140,8 @@ def main():
     nbytes = X.numel() * 4
     m_ours = fd.msd(X)
     t_ours = timed(lambda x=X: fd.msd(x))
-    t_t32 = timed(lambda x=X: torch_fft_msd(x, torch.float32), repeat=2)
-    t_t64 = timed(lambda x=X: torch_fft_msd(x, torch.float64), repeat=2)
+    t_t32 = timed(lambda x=X: torch_fft_msd(x, torch.float32), repeat=args.repeat)
+    t_t64 = timed(lambda x=X: torch_fft_msd(x, torch.float64), repeat=args.repeat)
     m_t64 = torch_fft_msd(X, torch.float64)
     # the big run agrees with the float64 torch version (itself ~1e-9 here)
     res["agree_big_vs_torch64"] = float(np.max(np.abs(m_ours[1:] - m_t64[1:]) / m_t64[1:]))

@@ -28,14 +28,14 @@ assert i['cuda_built'] and i['cuda_devices'] > 0, 'CUDA not usable'" | tee "$OUT
   || { stamp "IMPORT/DEVICE CHECK FAILED"; exit 1; }
 
 stamp "GPU tests (FRACTALDIFF_REQUIRE_GPU=1, -m gpu)"
-FRACTALDIFF_REQUIRE_GPU=1 PYTHONUNBUFFERED=1 timeout 140 "$PY" -m pytest "$ROOT/tests" -m gpu -q \
+FRACTALDIFF_REQUIRE_GPU=1 PYTHONUNBUFFERED=1 timeout "${TEST_TIMEOUT:-140}" "$PY" -m pytest "$ROOT/tests" -m gpu -q \
   -p no:cacheprovider -p no:warnings --durations=5 >"$OUT/tests.log" 2>&1
 TEST_RC=$?
 tail -25 "$OUT/tests.log"
 TEST_LINE=$(grep -E "passed|failed|error" "$OUT/tests.log" | tail -1)
 
 stamp "benchmark"
-PYTHONUNBUFFERED=1 timeout 170 "$PY" "$ROOT/benchmarks/bench_gpu.py" --out "$OUT/bench.json" \
+PYTHONUNBUFFERED=1 timeout "${BENCH_TIMEOUT:-170}" "$PY" "$ROOT/benchmarks/bench_gpu.py" --out "$OUT/bench.json" ${BENCH_ARGS:-} \
   >"$OUT/bench.log" 2>&1
 BENCH_RC=$?
 [ $BENCH_RC -ne 0 ] && tail -30 "$OUT/bench.log"
