@@ -116,6 +116,7 @@ def main():
 
     res["copy_Bps"] = copy_bandwidth()
     res["h2d_Bps"] = h2d_bandwidth()
+    print("ceilings", {k: res[k] for k in ("card", "copy_Bps", "h2d_Bps")}, flush=True)
 
     # ---- accuracy on the issue-2 workload (hardest step 1e-5), on the host reference -------
     A = weight_like(args.T, 1024, 1e-5, seed=1)
@@ -132,6 +133,7 @@ def main():
     res["err_torch32"] = err(torch_fft_msd(At, torch.float32))
     res["err_torch64"] = err(torch_fft_msd(At, torch.float64))
     res["err_cpu"] = err(fd.msd(A, device="cpu"))
+    print("accuracy", {k: v for k, v in res.items() if k.startswith("err")}, flush=True)
     del At
 
     # ---- GPU-resident MSD --------------------------------------------------------------------
@@ -140,12 +142,15 @@ def main():
     nbytes = X.numel() * 4
     m_ours = fd.msd(X)
     t_ours = timed(lambda x=X: fd.msd(x))
+    print("resident ours", t_ours, "s", nbytes / t_ours / 1e12, "TB/s", flush=True)
     t_t32 = timed(lambda x=X: torch_fft_msd(x, torch.float32), repeat=args.repeat)
     t_t64 = timed(lambda x=X: torch_fft_msd(x, torch.float64), repeat=args.repeat)
     m_t64 = torch_fft_msd(X, torch.float64)
     # the big run agrees with the float64 torch version (itself ~1e-9 here)
     res["agree_big_vs_torch64"] = float(np.max(np.abs(m_ours[1:] - m_t64[1:]) / m_t64[1:]))
     res.update(t_ours=t_ours, t_torch32=t_t32, t_torch64=t_t64, nbytes=nbytes)
+    print("resident", {k: res[k] for k in ("t_ours", "t_torch32", "t_torch64",
+                                           "agree_big_vs_torch64")}, flush=True)
     del X
     torch.cuda.empty_cache()
 
