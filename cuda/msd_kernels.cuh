@@ -247,6 +247,8 @@ __global__ void __launch_bounds__(kMsdThreads, 1) msd_fft_kernel(MsdArgs a) {
     const int64_t c0 = 2 * p, c1 = 2 * p + 1;
     const bool has1 = c1 < a.D;
     __syncthreads();  // the previous pair's last pass is done with buf
+    // unrolled so that several rows' loads are in flight at once (the loads do not alias buf)
+#pragma unroll 4
     for (int64_t t = threadIdx.x; t < T; t += blockDim.x) {
       const int64_t off = t * a.rs;
       const double re = ld(x, off + c0 * a.cs);

@@ -444,8 +444,9 @@ def _analyse(X, func, min_rows, what, make_for, groups, n_threads, memory_limit,
     device = check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     limit = check_memory_limit(memory_limit)
-    if device != "cpu" and not is_dask_array(X):
-        from ._gpu import resolve_device
+    from ._gpu import is_device_array, resolve_device
+
+    if (device != "cpu" or is_device_array(X)) and not is_dask_array(X):
 
         where, index = resolve_device(device, X, func)
         if where == "cuda":
