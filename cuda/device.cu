@@ -47,6 +47,17 @@ std::string runtime_version() {
   return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
 }
 
+std::string device_name(int device) {
+  cudaDeviceProp p;
+  if (cudaGetDeviceProperties(&p, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "";
+  }
+  return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) +
+         ", " + std::to_string(p.multiProcessorCount) + " SMs, " +
+         std::to_string(p.totalGlobalMem >> 20) + " MiB)";
+}
+
 std::string self_test() {
   if (device_count() == 0) return "no CUDA device is visible";
   const int64_t n = 1 << 20;

@@ -32,3 +32,45 @@ def pytest_report_header(config):
         if "FRACTALDIFF_SIMD" in os.environ
         else ""
     )
+
+
+# ---- CPU / GPU ---------------------------------------------------------------------------------
+# The same tests run with device="cpu" and device="cuda". CUDA cases carry the `gpu` marker and
+# skip without a usable CUDA build and device; FRACTALDIFF_REQUIRE_GPU=1 turns every such skip
+# into a failure, so a GPU run cannot pass by skipping.
+
+REQUIRE_GPU = os.environ.get("FRACTALDIFF_REQUIRE_GPU") == "1"
+
+
+def skip_or_fail(why):
+    if REQUIRE_GPU:
+        pytest.fail(f"FRACTALDIFF_REQUIRE_GPU=1 but {why}")
+    pytest.skip(why)
+
+
+def require_cuda():
+    from fractaldiff._gpu import cuda_usable
+
+    ok, why = cuda_usable()
+    if not ok:
+        skip_or_fail(why)
+
+
+def require_torch_cuda():
+    """torch with a usable CUDA device (for device-array inputs)."""
+    require_cuda()
+    try:
+        import torch
+    except ImportError:
+        skip_or_fail("torch is not installed")
+    if not torch.cuda.is_available():
+        skip_or_fail("torch sees no CUDA device")
+    return torch
+
+
+@pytest.fixture(scope="session", params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """Run a test once on the CPU and once on the GPU (the latter skips without one)."""
+    if request.param == "cuda":
+        require_cuda()
+    return request.param

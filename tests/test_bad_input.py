@@ -117,8 +117,13 @@ def test_unknown_option_and_device(X):
         fd.msd(X, window=3)
     with pytest.raises(ValueError, match="device must be"):
         fd.msd(X, device="tpu")
-    with pytest.raises(ValueError, match="no CUDA kernel"):
-        fd.displacement(X, device="cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        fd.msd(X, device="cuda:x")
+    from fractaldiff._gpu import cuda_usable
+
+    if not cuda_usable()[0]:  # a clear error, never a crash, without a usable GPU
+        with pytest.raises(RuntimeError, match=r"device='cuda'.*(without CUDA|no CUDA device)"):
+            fd.displacement(X, device="cuda")
 
 
 def test_torch_gpu_and_complex_tensors(X):

@@ -45,16 +45,16 @@ def dyadic_trajectories(draw, max_t=60, max_d=30):
 
 @SETTINGS
 @given(trajectories())
-def test_equals_direct_reference(X):
-    got = fd.msd(X)
+def test_equals_direct_reference(device, X):
+    got = fd.msd(X, device=device)
     assert got[0] == 0.0 and np.all(got >= 0)
     close(got, msd_direct(X), X)
 
 
 @SETTINGS
 @given(trajectories(dtype=np.float32))
-def test_float32_equals_reference_of_same_values(X):
-    close(fd.msd(X), msd_direct(X.astype(np.float64)), X)
+def test_float32_equals_reference_of_same_values(device, X):
+    close(fd.msd(X, device=device), msd_direct(X.astype(np.float64)), X)
 
 
 @SETTINGS
@@ -103,10 +103,10 @@ def test_additive_over_column_blocks(X, data):
 
 @SETTINGS
 @given(trajectories(), st.data())
-def test_selected_lags_equal_all_lags(X, data):
+def test_selected_lags_equal_all_lags(device, X, data):
     T = X.shape[0]
     lags = data.draw(st.lists(st.integers(0, T - 1), unique=True, max_size=T))
-    got = fd.msd(X, lags=lags)
+    got = fd.msd(X, lags=lags, device=device)
     assert got.shape == (len(lags),)
     if lags:
         close(got, fd.msd(X)[np.asarray(lags, dtype=int)], X)
@@ -115,9 +115,9 @@ def test_selected_lags_equal_all_lags(X, data):
 
 @SETTINGS
 @given(trajectories(), st.data())
-def test_displacement_matches_reference(X, data):
+def test_displacement_matches_reference(device, X, data):
     ref = data.draw(st.integers(-X.shape[0], X.shape[0] - 1))
-    got = fd.displacement(X, ref=ref)
+    got = fd.displacement(X, ref=ref, device=device)
     np.testing.assert_allclose(got, displacement_direct(X, ref), rtol=1e-12, atol=1e-300)
     assert got[ref] == 0.0
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "check_cpu_device",
     "check_device",
     "check_int",
     "check_memory_limit",
@@ -99,13 +100,26 @@ def check_memory_limit(memory_limit: Any) -> int:
 
 
 def check_device(device: Any, func: str) -> str:
-    """Validate a ``device=`` option: "auto", "cpu" or "cuda"."""
-    if not isinstance(device, str) or device.lower() not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    device = device.lower()
-    if device == "cuda":
+    """Validate a ``device=`` option: "auto", "cpu", "cuda" or "cuda:N"; returns it lower-cased.
+
+    Whether CUDA is usable is checked where the work is dispatched (fractaldiff._gpu)."""
+    text = device.strip().lower() if isinstance(device, str) else None
+    ok = text in ("auto", "cpu", "cuda")
+    if text is not None and text.startswith("cuda:"):
+        ok = text[5:].isdigit()
+    if not ok:
         raise ValueError(
-            f"{func}(device='cuda'): this version of fractaldiff has no CUDA kernel for "
+            f"{func}: device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        )
+    return text
+
+
+def check_cpu_device(device: Any, func: str) -> str:
+    """Validate ``device=`` for an analysis that has no CUDA kernel yet: "cuda" raises."""
+    text = check_device(device, func)
+    if text.startswith("cuda"):
+        raise ValueError(
+            f"{func}(device={device!r}): this version of fractaldiff has no CUDA kernel for "
             f"{func}; use device='cpu' (or 'auto')"
         )
     return "cpu"

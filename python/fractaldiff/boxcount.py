@@ -26,7 +26,7 @@ import numpy as np
 from . import _core
 from ._folds import check_status, map_reduce, prepare_input
 from ._validation import (
-    check_device,
+    check_cpu_device,
     check_int,
     check_memory_limit,
     check_n_threads,
@@ -140,7 +140,7 @@ def _check_eps0(eps0: Any) -> float:
 def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: Any,
                          n_threads: Any, opts: dict, func: str):
     check_options(opts, func, _OPTIONS)
-    check_device(opts.get("device", "auto"), func)
+    check_cpu_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     n_grids = check_int(n_grids, "n_grids", minimum=1)
     seed = check_int(seed, "seed", minimum=0)

@@ -19,7 +19,7 @@ import numpy as np
 from . import _core
 from ._folds import check_status, kernel_error, map_reduce, prepare_input
 from ._validation import (
-    check_device,
+    check_cpu_device,
     check_int,
     check_memory_limit,
     check_n_threads,
@@ -62,7 +62,7 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
     """
     func = opts.pop("_func", "centered_gram")
     check_options(opts, func, _OPTIONS)
-    check_device(opts.get("device", "auto"), func)
+    check_cpu_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     X, _, _, nt = prepare_input(X, 1, func, nt)
     g = map_reduce(X, partial(_gram_block, n_threads=nt), _sum_arrays, func=func,

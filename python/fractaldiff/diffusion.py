@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._folds import check_status, kernel_error, map_reduce, prepare_input
+from ._folds import KernelStatus, check_status, kernel_error, map_reduce, prepare_input
 from ._validation import (
     check_device,
     check_lags,
@@ -25,7 +25,7 @@ from ._validation import (
     check_options,
     check_ref,
 )
-from .sources import Source
+from .sources import Source, as_source, is_dask_array, iter_blocks
 
 __all__ = [
     "DisplacementAccumulator",
@@ -253,15 +253,19 @@ def _fold_atoms(
     make: Callable[[], _Accumulator],
     groups: list[tuple[str, Any]] | None,
     n_threads: int,
+    accs: dict[bytes, _Accumulator] | None = None,
 ) -> dict[bytes, _Accumulator]:
-    """Fold one column block (columns start..) into new per-atom accumulators.
+    """Fold one column block (columns start..) into per-atom accumulators: new ones, or those
+    in ``accs`` (created there as needed) when it is given.
 
     An *atom* is a set of columns with the same group membership; folding each column once per
     atom (not once per group) keeps overlapping groups and the total at the cost of one pass.
     """
-    accs: dict[bytes, _Accumulator] = {}
+    accs = {} if accs is None else accs
     if groups is None:
-        acc = accs[b""] = make()
+        if b"" not in accs:
+            accs[b""] = make()
+        acc = accs[b""]
         check_status(acc.fold(block, n_threads))
         return accs
     member = _membership(groups, start, start + block.shape[1])
@@ -270,11 +274,16 @@ def _fold_atoms(
     inverse = inverse.reshape(-1)
     for u in range(uniq.shape[0]):
         cols = np.flatnonzero(inverse == u)
-        acc = accs[uniq[u].tobytes()] = make()
+        key = uniq[u].tobytes()
+        if key not in accs:
+            accs[key] = make()
+        acc = accs[key]
         if cols[-1] - cols[0] + 1 == cols.size:  # contiguous: a view, no copy
             sub = block[:, cols[0] : cols[-1] + 1]
-        else:
+        elif isinstance(block, np.ndarray):
             sub = np.ascontiguousarray(block[:, cols])
+        else:  # a device block (fractaldiff._gpu.DeviceMatrix)
+            sub = block.take(cols)
         check_status(acc.fold(sub, n_threads))
     return accs
 
@@ -307,14 +316,76 @@ def _finish(accs: dict[bytes, _Accumulator], make, groups) -> Any:
     return out
 
 
+def _run_cuda(X, make_for, groups, limit, progress, func, device, min_rows, what) -> Any:
+    """The GPU driver: device arrays are read in place, host sources stream in column blocks;
+    GPU accumulators are flushed into CPU ones, which finish as on the CPU."""
+    from ._gpu import (
+        GpuAccumulator,
+        as_device_matrix,
+        device_blocks,
+        device_first_nonfinite,
+        is_device_array,
+    )
+
+    if is_device_array(X):
+        dm = as_device_matrix(X, "X")
+        t, d = dm.shape
+        if t < min_rows:
+            raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
+        if d == 0:
+            raise ValueError(f"X has D=0 parameters (shape {dm.shape})")
+        make = make_for(t)
+        grp = None if groups is None else _resolve_groups(groups, None, d)
+        blocks = device_blocks(dm, limit)
+
+        def locate():
+            return device_first_nonfinite(dm)
+
+    else:
+        src = as_source(X, "X")
+        src.require(min_rows=min_rows, what=what)
+        make = make_for(src.n_rows)
+        grp = None if groups is None else _resolve_groups(groups, src, src.n_cols)
+        blocks = iter_blocks(src, memory_limit=limit, progress=progress, desc=func)
+        locate = src.first_nonfinite
+    # each GPU accumulator (one per group atom) holds its own staging buffers
+    per_fold = max(2**20, limit // (1 if grp is None else len(grp) + 1))
+    gaccs: dict[bytes, Any] = {}
+
+    def make_gpu():
+        return GpuAccumulator(make(), device, per_fold)
+
+    try:
+        for start, block in blocks:
+            _fold_atoms(block, start, make_gpu, grp, 0, accs=gaccs)
+    except KernelStatus as exc:
+        raise kernel_error(exc.status, func, locate, "X") from None
+    status = _core.STATUS_OK
+    for gacc in gaccs.values():
+        st = gacc.flush()
+        status = status if status != _core.STATUS_OK else st
+    if status != _core.STATUS_OK:
+        raise kernel_error(status, func, locate, "X")
+    return _finish({key: gacc.acc for key, gacc in gaccs.items()}, make, grp)
+
+
 # ---- public API -----------------------------------------------------------------------------
 
 
 def _analyse(X, func, min_rows, what, make_for, groups, n_threads, memory_limit, progress, opts):
     check_options(opts, func, ("device",))
-    check_device(opts.get("device", "auto"), func)
+    device = check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     limit = check_memory_limit(memory_limit)
+    from ._gpu import is_device_array, resolve_device
+
+    if (device != "cpu" or is_device_array(X)) and not is_dask_array(X):
+        where, index = resolve_device(device, X, func)
+        if where == "cuda":
+            return _run_cuda(X, make_for, groups, limit, progress, func, index, min_rows, what)
+    if is_dask_array(X) and device.startswith("cuda"):
+        raise ValueError(f"{func}(device={device!r}) does not take dask arrays; their "
+                         f"chunks are computed on the workers' CPUs")
     X, t, d, nt = prepare_input(X, min_rows, what, nt)
     make = make_for(t)
     grp = None if groups is None else _resolve_groups(groups, X, d)
@@ -368,8 +439,13 @@ def msd(
         of the whole (key ``"total"``), all from one pass over the data.
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal and the data is >= 1 GiB).
-    device : {"auto", "cpu"}, optional
-        Where to compute (this version computes on the CPU).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Where to compute. "auto" (default) computes where the data is: on the GPU for torch
+        CUDA tensors and ``__cuda_array_interface__`` arrays (read in place, any strides), else
+        on the CPU. "cuda" also streams host data (numpy, memmaps, stores, pinned tensors) to the
+        GPU in column blocks, through pinned double-buffered copies that overlap the kernels;
+        there ``memory_limit`` bounds the device memory and the pinned staging buffers. GPU
+        results agree with the CPU ones to float64 rounding (same accumulators, same finish).
 
     Returns
     -------

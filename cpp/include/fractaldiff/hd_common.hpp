@@ -1,0 +1,75 @@
+// fractaldiff: small helpers shared, unchanged, by host C++ and CUDA device code.
+//
+// Everything here is constexpr/inline, 64-bit, and free of the standard library, so that the CPU
+// kernels, the CUDA kernels (cuda/*.cu) and their host launchers compute the same things the same
+// way: FFT lengths and pass plans, bit reversal, and the box-id key hash (which must be identical,
+// bit for bit, on CPU and GPU so that box ids merge across devices).
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FD_HD __host__ __device__ __forceinline__
+#else
+#define FD_HD inline
+#endif
+
+namespace fractaldiff {
+namespace hd {
+
+/// Smallest power of two >= max(4, 2*n_rows - 1): the FFT length of the all-lag MSD.
+FD_HD int64_t msd_fft_length(int64_t n_rows) {
+  int64_t n = 4;
+  while (n < 2 * n_rows - 1) n *= 2;
+  return n;
+}
+
+/// log2 of a power of two.
+FD_HD int ilog2(int64_t n) {
+  int r = 0;
+  while ((int64_t(1) << r) < n) ++r;
+  return r;
+}
+
+/// Reverse the lowest `bits` bits of k.
+FD_HD int64_t bit_reverse(int64_t k, int bits) {
+  int64_t r = 0;
+  for (int i = 0; i < bits; ++i) {
+    r = (r << 1) | (k & 1);
+    k >>= 1;
+  }
+  return r;
+}
+
+/// Pass plan of the GPU FFT: log2 N split into passes of radix 2^4 = 16, the remainder (radix 2,
+/// 4 or 8) first. Radix-2^r passes are r merged radix-2 DIF stages; output stays bit-reversed.
+struct FftPlan {
+  int n_pass = 0;
+  int log_radix[16] = {0};
+};
+
+FD_HD FftPlan fft_plan(int log_n) {
+  FftPlan p;
+  const int rem = log_n % 4;
+  if (rem) p.log_radix[p.n_pass++] = rem;
+  for (int i = 0; i < log_n / 4; ++i) p.log_radix[p.n_pass++] = 4;
+  return p;
+}
+
+/// SplitMix64 finalizer: a bijective 64-bit mix (used for the box-id keys).
+FD_HD uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+/// Key of global column d for box-id sum `which` (0 or 1) under key_seed; the same function as
+/// the CPU box-counting kernel's box_key, so GPU and CPU box ids agree bit for bit.
+FD_HD uint64_t box_key(uint64_t key_seed, int64_t d, int which) {
+  return splitmix64(splitmix64(key_seed ^ (0xA0761D6478BD642FULL * (uint64_t(which) + 1))) +
+                    static_cast<uint64_t>(d));
+}
+
+}  // namespace hd
+}  // namespace fractaldiff

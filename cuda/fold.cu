@@ -1,0 +1,477 @@
+// Host side of the CUDA folds (GpuFold): device accumulators, launch configuration, and the
+// pinned, double-buffered host->device streaming of column blocks.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda_api.hpp"
+#include "cuda_check.hpp"
+#include "fractaldiff/hd_common.hpp"
+#include "msd_kernels.cuh"
+
+
+namespace fractaldiff {
+namespace cuda {
+
+namespace {
+
+size_t item_size(DType t) { return t == DType::f32 ? 4 : 8; }
+
+/// RAII device allocation.
+struct DevBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  DevBuf() = default;
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+  void alloc(size_t n, const char* what) {
+    if (p) cudaFree(p);
+    p = nullptr;
+    bytes = 0;
+    if (n == 0) n = 8;
+    const cudaError_t e = cudaMalloc(&p, n);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      p = nullptr;
+      throw CudaOutOfMemory("fractaldiff CUDA: could not allocate " + std::to_string(n) +
+                            " bytes of device memory for " + what + " (" +
+                            cudaGetErrorString(e) + "); lower memory_limit or free GPU memory");
+    }
+    bytes = n;
+  }
+  template <class T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+struct PinnedBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  PinnedBuf() = default;
+  PinnedBuf(const PinnedBuf&) = delete;
+  PinnedBuf& operator=(const PinnedBuf&) = delete;
+  ~PinnedBuf() {
+    if (p) cudaFreeHost(p);
+  }
+  void alloc(size_t n) {
+    const cudaError_t e = cudaHostAlloc(&p, n, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      p = nullptr;
+      throw CudaOutOfMemory("fractaldiff CUDA: could not allocate " + std::to_string(n) +
+                            " bytes of pinned host memory for staging (" +
+                            cudaGetErrorString(e) + "); lower memory_limit");
+    }
+    bytes = n;
+  }
+};
+
+int grid_cap(int64_t want, int64_t cap) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(want, cap)));
+}
+
+}  // namespace
+
+struct GpuFold::Impl {
+  FoldKind kind;
+  int dev = 0;
+  int64_t T = 0, N = 0, n_direct = 0, ref = 0, memory_limit = 0;
+  int log_n = 0;
+  hd::FftPlan plan;
+  std::vector<int64_t> lags;
+  int sm_count = 1, smem_optin = 48 * 1024;
+  cudaStream_t compute = nullptr, copy = nullptr;
+  cudaEvent_t h2d_done[2] = {nullptr, nullptr}, consumed[2] = {nullptr, nullptr};
+  DevBuf acc, part, tw, status, d_lags, gwork, stage[2];
+  PinnedBuf pinned[2];
+  int64_t acc_len = 0, stage_bytes = 0;
+
+  ~Impl() {
+    if (compute) cudaStreamSynchronize(compute);
+    if (copy) cudaStreamSynchronize(copy);
+    for (int k = 0; k < 2; ++k) {
+      if (h2d_done[k]) cudaEventDestroy(h2d_done[k]);
+      if (consumed[k]) cudaEventDestroy(consumed[k]);
+    }
+    if (compute) cudaStreamDestroy(compute);
+    if (copy) cudaStreamDestroy(copy);
+  }
+
+  int64_t fixed_bytes() const {
+    return static_cast<int64_t>(acc.bytes + part.bytes + tw.bytes + status.bytes + d_lags.bytes +
+                                gwork.bytes);
+  }
+
+  // ---- launches --------------------------------------------------------------------------
+
+  template <class S>
+  void launch_msd(const StridedMatrix& x) {
+    using namespace kern;
+    const int64_t pairs = (x.n_cols + 1) / 2;
+    MsdArgs a;
+    a.x = x.data;
+    a.T = x.n_rows;
+    a.D = x.n_cols;
+    a.rs = x.row_stride;
+    a.cs = x.col_stride;
+    a.N = N;
+    a.log_n = log_n;
+    a.n_direct = static_cast<int>(n_direct);
+    a.tw = tw.as<double2>();
+    a.part_stride = N + T + kMaxDirect + 1;
+    a.status = status.as<int>();
+    const size_t smem = static_cast<size_t>(24 * N + 8 * T);
+    const int threads = N >= 2048 ? kMsdThreads : 256;
+    const bool small = n_direct <= 8;
+    auto pick = [&](bool use_smem) {
+      if (use_smem) return small ? msd_fft_kernel<S, 8, true> : msd_fft_kernel<S, 16, true>;
+      return small ? msd_fft_kernel<S, 8, false> : msd_fft_kernel<S, 16, false>;
+    };
+    bool use_smem = smem + 1024 <= static_cast<size_t>(smem_optin);
+    int per_sm = 0;
+    if (use_smem) {
+      auto kfn = pick(true);
+      FD_CUDA_CHECK(cudaFuncSetAttribute(kfn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem)));
+      FD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kfn, threads, smem));
+      if (per_sm == 0) use_smem = false;
+    }
+    int grid;
+    if (use_smem) {
+      const int64_t room = memory_limit - fixed_bytes() + static_cast<int64_t>(part.bytes) -
+                           2 * stage_bytes;
+      const int64_t fit = room / (a.part_stride * 8);
+      if (fit < 1)
+        throw CudaOutOfMemory("fractaldiff CUDA: memory_limit=" + std::to_string(memory_limit) +
+                              " bytes is too small for the MSD accumulators of T=" +
+                              std::to_string(T));
+      grid = grid_cap(pairs, std::min<int64_t>(fit, static_cast<int64_t>(per_sm) * sm_count));
+      a.gwork = nullptr;
+      a.gwork_stride = 0;
+    } else {
+      // workspace in global memory: 24 N + 8 T bytes per block, within memory_limit
+      const int64_t per_block = ((24 * N + 8 * T) + 255) / 256 * 256;
+      const int64_t room = memory_limit - fixed_bytes() + static_cast<int64_t>(gwork.bytes) -
+                           2 * stage_bytes;
+      const int64_t fit = room / per_block;
+      if (fit < 1)
+        throw CudaOutOfMemory("fractaldiff CUDA: memory_limit=" + std::to_string(memory_limit) +
+                              " bytes is too small for the MSD workspace of T=" +
+                              std::to_string(T) + " (needs about " +
+                              std::to_string(per_block + fixed_bytes()) + " bytes)");
+      grid = grid_cap(pairs, std::min<int64_t>(fit, 2LL * sm_count));
+      if (static_cast<int64_t>(gwork.bytes) < grid * per_block)
+        gwork.alloc(static_cast<size_t>(grid * per_block), "the MSD FFT workspace");
+      a.gwork = gwork.as<double2>();
+      a.gwork_stride = per_block;
+      per_sm = 1;
+    }
+    const int64_t need_part = static_cast<int64_t>(grid) * a.part_stride * 8;
+    if (static_cast<int64_t>(part.bytes) < need_part)
+      part.alloc(static_cast<size_t>(need_part), "the MSD partial sums");
+    a.part = part.as<double>();
+    auto kfn = pick(use_smem);
+    kfn<<<grid, threads, use_smem ? smem : 0, compute>>>(a);
+    FD_CUDA_CHECK_LAUNCH("msd_fft_kernel");
+    const int64_t n_out = N + T + kMaxDirect + 1;
+    reduce_partials_kernel<<<grid_cap((n_out + 255) / 256, 4LL * sm_count), 256, 0, compute>>>(
+        part.as<double>(), a.part_stride, grid, N, log_n, n_out, acc.as<double>());
+    FD_CUDA_CHECK_LAUNCH("reduce_partials_kernel");
+  }
+
+  template <class S>
+  void launch_lags(const StridedMatrix& x) {
+    using namespace kern;
+    const int64_t L = static_cast<int64_t>(lags.size());
+    if (L == 0) return;
+    const int64_t want = (x.n_cols + kLagThreads - 1) / kLagThreads;
+    const int64_t max_y = 65535;
+    const int64_t ly = std::min(L, max_y);
+    const int nb = grid_cap(want, std::max<int64_t>(1, 8LL * sm_count / ly + 1));
+    const int64_t need_part = static_cast<int64_t>(nb) * ly * 8;
+    if (static_cast<int64_t>(part.bytes) < need_part)
+      part.alloc(static_cast<size_t>(need_part), "the lag partial sums");
+    for (int64_t l0 = 0; l0 < L; l0 += max_y) {
+      const int64_t nl = std::min(max_y, L - l0);
+      dim3 grid(nb, static_cast<unsigned>(nl));
+      lags_kernel<S><<<grid, kLagThreads, 0, compute>>>(
+          static_cast<const S*>(x.data), x.n_rows, x.n_cols, x.row_stride, x.col_stride,
+          d_lags.as<int64_t>() + l0, part.as<double>(), status.as<int>());
+      FD_CUDA_CHECK_LAUNCH("lags_kernel");
+      reduce_rows_kernel<<<grid_cap((nl + 255) / 256, 4LL * sm_count), 256, 0, compute>>>(
+          part.as<double>(), nl, nb, acc.as<double>() + l0);
+      FD_CUDA_CHECK_LAUNCH("reduce_rows_kernel");
+    }
+  }
+
+  template <class S>
+  void launch_displacement(const StridedMatrix& x) {
+    using namespace kern;
+    const int64_t rows_per_launch = 65535LL * kDispRows;
+    const int64_t want = (x.n_cols + kDispThreads - 1) / kDispThreads;
+    for (int64_t r0 = 0; r0 < T; r0 += rows_per_launch) {
+      const int64_t nr = std::min(rows_per_launch, T - r0);
+      const int64_t gy = (nr + kDispRows - 1) / kDispRows;
+      const int nb = grid_cap(want, std::max<int64_t>(1, 8LL * sm_count / gy + 1));
+      const int64_t need_part = static_cast<int64_t>(nb) * nr * 8;
+      if (static_cast<int64_t>(part.bytes) < need_part)
+        part.alloc(static_cast<size_t>(need_part), "the displacement partial sums");
+      // part rows are indexed by absolute t: shift the pointer so row r0 lands at 0
+      double* base = part.as<double>() - r0 * static_cast<int64_t>(nb);
+      dim3 grid(nb, static_cast<unsigned>(gy));
+      displacement_kernel<S><<<grid, kDispThreads, 0, compute>>>(
+          static_cast<const S*>(x.data), x.n_rows, x.n_cols, x.row_stride, x.col_stride, ref, r0,
+          base);
+      FD_CUDA_CHECK_LAUNCH("displacement_kernel");
+      reduce_rows_kernel<<<grid_cap((nr + 255) / 256, 4LL * sm_count), 256, 0, compute>>>(
+          part.as<double>(), nr, nb, acc.as<double>() + r0);
+      FD_CUDA_CHECK_LAUNCH("reduce_rows_kernel");
+    }
+  }
+
+  void launch(const StridedMatrix& x) {
+    if (x.n_cols == 0) return;
+    if (x.n_rows != T)
+      throw std::invalid_argument("x has " + std::to_string(x.n_rows) +
+                                  " rows; this fold was set up for T=" + std::to_string(T));
+    const bool f32 = x.dtype == DType::f32;
+    switch (kind) {
+      case FoldKind::msd_fft:
+        f32 ? launch_msd<float>(x) : launch_msd<double>(x);
+        break;
+      case FoldKind::msd_lags:
+        f32 ? launch_lags<float>(x) : launch_lags<double>(x);
+        break;
+      case FoldKind::displacement:
+        f32 ? launch_displacement<float>(x) : launch_displacement<double>(x);
+        break;
+    }
+  }
+
+  // ---- host streaming ------------------------------------------------------------------------
+
+  /// Two device staging buffers (and, when the source must be packed, two pinned ones), each at
+  /// most a quarter of memory_limit but at least one column pair.
+  void ensure_staging(int64_t item, bool need_pinned) {
+    if (stage_bytes == 0) {
+      int64_t per = std::min<int64_t>(memory_limit / 4, 256LL << 20);
+      per = std::max<int64_t>(per, 2 * T * item);
+      for (int k = 0; k < 2; ++k) {
+        stage[k].alloc(static_cast<size_t>(per), "the host-to-device staging buffers");
+        FD_CUDA_CHECK(cudaEventCreateWithFlags(&h2d_done[k], cudaEventDisableTiming));
+        FD_CUDA_CHECK(cudaEventCreateWithFlags(&consumed[k], cudaEventDisableTiming));
+      }
+      stage_bytes = per;
+    }
+    if (need_pinned && pinned[0].p == nullptr)
+      for (int k = 0; k < 2; ++k) pinned[k].alloc(static_cast<size_t>(stage_bytes));
+  }
+
+  void fold_host(const StridedMatrix& x) {
+    if (x.n_cols == 0) return;
+    const int64_t item = static_cast<int64_t>(item_size(x.dtype));
+    // is the source itself pinned (e.g. a torch tensor after pin_memory())?
+    bool src_pinned = false;
+    {
+      cudaPointerAttributes at;
+      if (cudaPointerGetAttributes(&at, x.data) == cudaSuccess)
+        src_pinned = at.type == cudaMemoryTypeHost;
+      else
+        (void)cudaGetLastError();
+    }
+    const bool direct = src_pinned && x.col_stride == 1 && x.row_stride >= x.n_cols;
+    ensure_staging(item, !direct);
+    int64_t width = stage_bytes / (T * item);
+    if (kind == FoldKind::msd_fft && width > 1) width -= width % 2;  // whole column pairs
+    width = std::max<int64_t>(1, std::min(width, x.n_cols));
+    const char* src = static_cast<const char*>(x.data);
+    int k = 0;
+    for (int64_t c0 = 0; c0 < x.n_cols; c0 += width, k ^= 1) {
+      const int64_t w = std::min(width, x.n_cols - c0);
+      const int64_t bytes = T * w * item;
+      // device buffer k is free once the kernel that read it is done
+      FD_CUDA_CHECK(cudaStreamWaitEvent(copy, consumed[k], 0));
+      if (direct) {
+        FD_CUDA_CHECK(cudaMemcpy2DAsync(stage[k].p, static_cast<size_t>(w * item),
+                                        src + c0 * item, static_cast<size_t>(x.row_stride * item),
+                                        static_cast<size_t>(w * item), static_cast<size_t>(T),
+                                        cudaMemcpyHostToDevice, copy));
+      } else {
+        // pinned buffer k is free once its previous copy is done; pack the sub-block into it
+        FD_CUDA_CHECK(cudaEventSynchronize(h2d_done[k]));
+        pack_columns(x, c0, w, static_cast<char*>(pinned[k].p));
+        FD_CUDA_CHECK(cudaMemcpyAsync(stage[k].p, pinned[k].p, static_cast<size_t>(bytes),
+                                      cudaMemcpyHostToDevice, copy));
+      }
+      FD_CUDA_CHECK(cudaEventRecord(h2d_done[k], copy));
+      FD_CUDA_CHECK(cudaStreamWaitEvent(compute, h2d_done[k], 0));
+      StridedMatrix blk;
+      blk.data = stage[k].p;
+      blk.dtype = x.dtype;
+      blk.n_rows = T;
+      blk.n_cols = w;
+      blk.row_stride = w;
+      blk.col_stride = 1;
+      launch(blk);
+      FD_CUDA_CHECK(cudaEventRecord(consumed[k], compute));
+    }
+    // the caller's memory may go away after we return: direct copies must be complete
+    if (direct) FD_CUDA_CHECK(cudaStreamSynchronize(copy));
+  }
+
+};
+
+GpuFold::GpuFold(FoldKind kind, int device, int64_t n_rows, int64_t n_direct,
+                 const std::vector<int64_t>& lags, int64_t ref, int64_t memory_limit)
+    : impl_(new Impl) {
+  Impl& s = *impl_;
+  int count = 0;
+  const cudaError_t ce = cudaGetDeviceCount(&count);
+  if (ce != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    throw CudaError(std::string("device='cuda': no usable CUDA device (") +
+                    (ce != cudaSuccess ? cudaGetErrorString(ce) : "none visible") + ")");
+  }
+  if (device < 0 || device >= count)
+    throw std::invalid_argument("CUDA device index " + std::to_string(device) +
+                                " is out of range: " + std::to_string(count) +
+                                " device(s) visible");
+  if (n_rows < 1) throw std::invalid_argument("n_rows must be >= 1");
+  s.kind = kind;
+  s.dev = device;
+  s.T = n_rows;
+  s.ref = ref;
+  s.memory_limit = memory_limit;
+  s.lags = lags;
+  FD_CUDA_CHECK(cudaSetDevice(device));
+  FD_CUDA_CHECK(cudaDeviceGetAttribute(&s.sm_count, cudaDevAttrMultiProcessorCount, device));
+  FD_CUDA_CHECK(
+      cudaDeviceGetAttribute(&s.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  FD_CUDA_CHECK(cudaStreamCreateWithFlags(&s.compute, cudaStreamNonBlocking));
+  FD_CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
+  switch (kind) {
+    case FoldKind::msd_fft: {
+      if (n_rows < 2) throw std::invalid_argument("the MSD needs T >= 2");
+      if (n_direct < 0 || n_direct > kern::kMaxDirect || n_direct >= n_rows)
+        throw std::invalid_argument("n_direct must lie in [0, min(T-1, 16)]");
+      s.n_direct = n_direct;
+      s.N = hd::msd_fft_length(n_rows);
+      s.log_n = hd::ilog2(s.N);
+      s.plan = hd::fft_plan(s.log_n);
+      s.acc_len = s.N + s.T + kern::kMaxDirect + 1;
+      // twiddles W_N^e, e < N/2, from exact index arithmetic and long double angles
+      const int64_t h = s.N / 2;
+      std::vector<double> w(static_cast<size_t>(2 * h));
+      for (int64_t e = 0; e < h; ++e) {
+        const long double ang = 6.283185307179586476925286766559L *
+                                (static_cast<long double>(e) / static_cast<long double>(s.N));
+        w[2 * e] = static_cast<double>(std::cos(ang));
+        w[2 * e + 1] = static_cast<double>(-std::sin(ang));
+      }
+      s.tw.alloc(w.size() * sizeof(double), "the FFT twiddles");
+      FD_CUDA_CHECK(cudaMemcpy(s.tw.p, w.data(), w.size() * sizeof(double),
+                               cudaMemcpyHostToDevice));
+      break;
+    }
+    case FoldKind::msd_lags:
+      for (size_t i = 0; i < lags.size(); ++i)
+        if (lags[i] < 0 || lags[i] >= n_rows)
+          throw std::invalid_argument("lags[" + std::to_string(i) + "] = " +
+                                      std::to_string(lags[i]) + " is outside [0, T)");
+      s.acc_len = static_cast<int64_t>(lags.size());
+      s.d_lags.alloc(std::max<size_t>(1, lags.size()) * sizeof(int64_t), "the lag list");
+      if (!lags.empty())
+        FD_CUDA_CHECK(cudaMemcpy(s.d_lags.p, lags.data(), lags.size() * sizeof(int64_t),
+                                 cudaMemcpyHostToDevice));
+      break;
+    case FoldKind::displacement:
+      if (ref < 0 || ref >= n_rows) throw std::invalid_argument("ref is outside [0, T)");
+      s.acc_len = s.T;
+      break;
+  }
+  s.acc.alloc(static_cast<size_t>(std::max<int64_t>(1, s.acc_len)) * sizeof(double),
+              "the accumulators");
+  FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
+  s.status.alloc(sizeof(int), "the status flag");
+  FD_CUDA_CHECK(cudaMemset(s.status.p, 0, sizeof(int)));
+}
+
+GpuFold::~GpuFold() = default;
+
+void GpuFold::fold_device(const StridedMatrix& x) {
+  Impl& s = *impl_;
+  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  {
+    cudaPointerAttributes at;
+    const cudaError_t e = cudaPointerGetAttributes(&at, x.data);
+    if (e != cudaSuccess || (at.type != cudaMemoryTypeDevice && at.type != cudaMemoryTypeManaged)) {
+      (void)cudaGetLastError();
+      throw std::invalid_argument("x's data pointer is not CUDA device memory");
+    }
+    if (at.device != s.dev)
+      throw std::invalid_argument("x lives on CUDA device " + std::to_string(at.device) +
+                                  ", this fold runs on device " + std::to_string(s.dev));
+  }
+  // whatever produced x (PyTorch or another library, on its own streams) must be finished
+  FD_CUDA_CHECK(cudaDeviceSynchronize());
+  s.launch(x);
+}
+
+void GpuFold::fold_host(const StridedMatrix& x) {
+  FD_CUDA_CHECK(cudaSetDevice(impl_->dev));
+  impl_->fold_host(x);
+}
+
+int GpuFold::finish(double* out0, double* out1, double* out2) {
+  Impl& s = *impl_;
+  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  FD_CUDA_CHECK(cudaStreamSynchronize(s.copy));
+  FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));
+  std::vector<double> h(static_cast<size_t>(std::max<int64_t>(1, s.acc_len)));
+  int flag = 0;
+  if (s.acc_len > 0)
+    FD_CUDA_CHECK(cudaMemcpy(h.data(), s.acc.p, static_cast<size_t>(s.acc_len) * sizeof(double),
+                             cudaMemcpyDeviceToHost));
+  FD_CUDA_CHECK(cudaMemcpy(&flag, s.status.p, sizeof(int), cudaMemcpyDeviceToHost));
+  FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
+  FD_CUDA_CHECK(cudaMemset(s.status.p, 0, sizeof(int)));
+  bool finite = true;
+  auto add = [&](double* dst, const double* src, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      dst[i] += src[i];
+      if (!std::isfinite(dst[i])) finite = false;
+    }
+  };
+  switch (s.kind) {
+    case FoldKind::msd_fft:
+      add(out0, h.data(), s.N);
+      add(out1, h.data() + s.N, s.T);
+      // direct[0] stays untouched, as on the CPU
+      add(out2 + 1, h.data() + s.N + s.T + 1, s.n_direct);
+      break;
+    case FoldKind::msd_lags:
+    case FoldKind::displacement:
+      add(out0, h.data(), s.acc_len);
+      break;
+  }
+  return (flag || !finite) ? kNonFinite : kOk;
+}
+
+void GpuFold::synchronize() {
+  FD_CUDA_CHECK(cudaSetDevice(impl_->dev));
+  FD_CUDA_CHECK(cudaStreamSynchronize(impl_->copy));
+  FD_CUDA_CHECK(cudaStreamSynchronize(impl_->compute));
+}
+
+int64_t GpuFold::device_bytes() const {
+  return impl_->fixed_bytes() + static_cast<int64_t>(impl_->stage[0].bytes + impl_->stage[1].bytes);
+}
+
+}  // namespace cuda
+}  // namespace fractaldiff
