@@ -120,7 +120,7 @@ void register_cuda(py::module_& m) {
     } catch (const cuda::CudaOutOfMemory& e) {
       PyErr_SetString(PyExc_MemoryError, e.what());
     } catch (const cuda::CudaError& e) {
-      cuda_error(e.what());
+      py::set_error(cuda_error, e.what());
     }
   });
   m.def("cuda_device_name", &cuda::device_name, py::arg("device") = 0,
