@@ -660,6 +660,7 @@ def test_interrupted_append(tmp_path, monkeypatch, rows, fail_at):
     """An append that fails half-way (disk full, Ctrl-C) leaves a consistent store."""
     import fractaldiff.store as fs
 
+    monkeypatch.setattr(fs, "_NATIVE_APPEND", False)  # the Python path, whose writes we break
     s = make_store(tmp_path / "i", rows[:3])
     real = fs._pwrite_all
     calls = []
@@ -705,3 +706,39 @@ def test_pickle_and_dask(tmp_path, rows):
         assert np.array_equal(
             x[1:4, 3:11].sum(axis=0).compute(), rows[1:4, 3:11].astype(np.float32).sum(axis=0)
         )
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_native_and_python_appends_write_the_same_store(tmp_path, monkeypatch, rows, native):
+    """The one-call compiled append and the Python sequence produce identical files."""
+    import fractaldiff.store as fs
+
+    def write(path):
+        with SnapshotStore.create(path, rows.shape[1]) as s:
+            for t, r in enumerate(rows):
+                s.append(r, step=t, loss=0.5, wall_time=0.0)  # identical metadata bytes
+
+    monkeypatch.setattr(fs, "_NATIVE_APPEND", native)
+    write(tmp_path / "s")
+    monkeypatch.setattr(fs, "_NATIVE_APPEND", not native)
+    write(tmp_path / "t")
+    for name in ("snapshots.bin", "commits.bin", "steps.jsonl"):
+        a = (tmp_path / "s" / name).read_bytes()
+        b = (tmp_path / "t" / name).read_bytes()
+        assert a == b, name
+    with open_store(tmp_path / "s") as r:
+        assert r.verify() == len(rows)
+
+
+def test_native_append_reports_os_errors(tmp_path, rows):
+    s = make_store(tmp_path / "e", rows[:2])
+    os.close(s._fds["data"])
+    s._fds["data"] = os.open(tmp_path / "e" / "snapshots.bin", os.O_RDONLY)  # not writable
+    with pytest.raises(OSError, match="snapshots.bin"):
+        s.append(rows[2], step=99)
+    os.close(s._fds["data"])
+    s._fds["data"] = os.open(tmp_path / "e" / "snapshots.bin", os.O_RDWR)
+    assert s.append(rows[2], step=99) == 2  # the failed append left nothing behind
+    s.close()
+    with open_store(tmp_path / "e") as r:
+        assert len(r) == 3 and r.verify() == 3

@@ -57,3 +57,19 @@ def fold_box_ids(
 def fold_gram(
     x: npt.NDArray[np.floating], gram: npt.NDArray[np.float64], n_threads: int = 0
 ) -> int: ...
+def store_append(
+    fd_data: int,
+    row: npt.NDArray[np.generic],
+    row_offset: int,
+    fd_meta: int,
+    meta: bytes,
+    meta_offset: int,
+    fd_commits: int,
+    commit_offset: int,
+    count: int,
+    meta_end: int,
+    checksum: bool,
+    allow_nonfinite: bool,
+    durable: bool,
+) -> tuple[int, int, int, int]: ...
+def crc32(data: bytes) -> int: ...
