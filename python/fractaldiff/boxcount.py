@@ -229,7 +229,8 @@ def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
-        Where to compute (this version computes on the CPU).
+        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
+        raises ValueError).
 
     Returns
     -------

@@ -53,7 +53,8 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
-        Where to compute (this version computes on the CPU).
+        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
+        raises ValueError).
 
     Returns
     -------
@@ -118,7 +119,8 @@ def pairwise_sqdist(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
-        Where to compute (this version computes on the CPU).
+        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
+        raises ValueError).
 
     Returns
     -------
@@ -210,7 +212,8 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
-        Where to compute (this version computes on the CPU).
+        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
+        raises ValueError).
 
     Returns
     -------
@@ -380,7 +383,8 @@ def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = No
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
     device : {"auto", "cpu"}, optional
-        Where to compute (this version computes on the CPU).
+        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
+        raises ValueError).
 
     Returns
     -------
