@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device check for a fresh lent GPU machine (issue 7): build fractaldiff with FRACTALDIFF_CUDA=ON
+# Device check for a fresh GPU machine: build fractaldiff with FRACTALDIFF_CUDA=ON
 # for sm_90, run every GPU test with FRACTALDIFF_REQUIRE_GPU=1 (a skip is a failure), run the GPU
 # benchmark, and print one short table. Logs go to $OUT (or /tmp/fd_gpu_check). About 5 minutes.
 #   usage: bash benchmarks/gpu_check.sh
