@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include <stdexcept>
+#include <map>
 #include <tuple>
 
 #include "fractaldiff/digest.hpp"
@@ -58,9 +59,76 @@ std::tuple<uint32_t, int64_t, int, int> append(int fd_data, const py::array& row
   return {r.row_checksum, r.n_nonfinite, r.error, r.stage};
 }
 
+/// Python face of AppendWriter: keeps each submitted row array alive until its result has
+/// been collected (the writer thread reads it without the GIL).
+class PyAppendWriter {
+ public:
+  PyAppendWriter(int fd_data, int fd_meta, int fd_commits, bool checksum, bool durable)
+      : w_(fd_data, fd_meta, fd_commits, checksum, durable) {}
+  ~PyAppendWriter() {
+    py::gil_scoped_release release;
+    w_.stop();
+  }
+
+  void submit(const py::array& row, int64_t row_offset, const py::bytes& meta,
+              int64_t meta_offset, int64_t commit_offset, uint64_t count, uint64_t meta_end,
+              int64_t token) {
+    if (!(row.flags() & py::array::c_style))
+      throw std::invalid_argument("row must be a C-contiguous array");
+    AppendJob job;
+    job.row = row.data();
+    job.row_bytes = static_cast<int64_t>(row.nbytes());
+    const char kind = row.dtype().kind();
+    const int item = static_cast<int>(row.dtype().itemsize());
+    job.elem_size = (kind == 'f' && (item == 2 || item == 4 || item == 8)) ? item : 0;
+    job.row_offset = row_offset;
+    job.meta = meta;
+    job.meta_offset = meta_offset;
+    job.commit_offset = commit_offset;
+    job.count = count;
+    job.meta_end = meta_end;
+    job.token = token;
+    rows_[token] = row;  // keep the memory alive while the writer may read it
+    w_.submit(std::move(job));
+  }
+
+  /// [(token, row checksum, n_nonfinite, errno (-1: not attempted), stage), ...]
+  py::list collect() {
+    py::list out;
+    for (const AppendDone& d : w_.collect()) {
+      rows_.erase(d.token);
+      out.append(py::make_tuple(d.token, d.result.row_checksum, d.result.n_nonfinite,
+                                d.result.error, d.result.stage));
+    }
+    return out;
+  }
+
+  void wait() {
+    py::gil_scoped_release release;
+    w_.wait();
+  }
+
+  int64_t pending() const { return w_.pending(); }
+
+ private:
+  AppendWriter w_;
+  std::map<int64_t, py::array> rows_;
+};
+
 }  // namespace
 
 void register_io(py::module_& m) {
+  py::class_<PyAppendWriter>(m, "AppendWriter",
+                             "Background thread appending rows to a snapshot store in order, "
+                             "without the GIL (private; see SnapshotStore.append_async).")
+      .def(py::init<int, int, int, bool, bool>(), py::arg("fd_data"), py::arg("fd_meta"),
+           py::arg("fd_commits"), py::arg("checksum"), py::arg("durable"))
+      .def("submit", &PyAppendWriter::submit, py::arg("row"), py::arg("row_offset"),
+           py::arg("meta"), py::arg("meta_offset"), py::arg("commit_offset"), py::arg("count"),
+           py::arg("meta_end"), py::arg("token"))
+      .def("collect", &PyAppendWriter::collect)
+      .def("wait", &PyAppendWriter::wait)
+      .def("pending", &PyAppendWriter::pending);
   m.def("store_append", &append, py::arg("fd_data"), py::arg("row"), py::arg("row_offset"),
         py::arg("fd_meta"), py::arg("meta"), py::arg("meta_offset"), py::arg("fd_commits"),
         py::arg("commit_offset"), py::arg("count"), py::arg("meta_end"), py::arg("checksum"),

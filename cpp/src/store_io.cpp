@@ -67,9 +67,9 @@ AppendResult commit_append(int fd_data, const void* row, int64_t row_bytes, int 
                            int64_t row_offset, int fd_meta, const void* meta, int64_t meta_bytes,
                            int64_t meta_offset, int fd_commits, int64_t commit_offset,
                            uint64_t count, uint64_t meta_end, bool checksum,
-                           bool allow_nonfinite, bool durable) {
+                           bool allow_nonfinite, bool durable, const RowDigest* digest) {
   AppendResult r;
-  const RowDigest d = digest_row(row, row_bytes, elem_size, 1);
+  const RowDigest d = digest ? *digest : digest_row(row, row_bytes, elem_size, 1);
   r.n_nonfinite = d.n_nonfinite;
   if (d.n_nonfinite && !allow_nonfinite) return r;
   r.row_checksum = checksum ? static_cast<uint32_t>(d.checksum & 0xFFFFFFFFu) : 0u;
@@ -98,6 +98,93 @@ AppendResult commit_append(int fd_data, const void* row, int64_t row_bytes, int 
     if (int e = sync_data(fd_commits)) return fail(e, 4);
   }
   return r;
+}
+
+}  // namespace fractaldiff
+
+namespace fractaldiff {
+
+AppendWriter::AppendWriter(int fd_data, int fd_meta, int fd_commits, bool checksum, bool durable)
+    : fd_data_(fd_data),
+      fd_meta_(fd_meta),
+      fd_commits_(fd_commits),
+      checksum_(checksum),
+      durable_(durable),
+      thread_(&AppendWriter::run, this) {}
+
+AppendWriter::~AppendWriter() { stop(); }
+
+void AppendWriter::submit(AppendJob job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(job));
+    ++uncollected_;
+  }
+  cv_work_.notify_one();
+}
+
+std::vector<AppendDone> AppendWriter::collect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<AppendDone> out;
+  out.swap(done_);
+  uncollected_ -= static_cast<int64_t>(out.size());
+  return out;
+}
+
+void AppendWriter::wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_idle_.wait(lock, [this] { return queue_.empty() && in_flight_ == 0; });
+}
+
+int64_t AppendWriter::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return uncollected_;
+}
+
+void AppendWriter::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_work_.notify_one();
+  thread_.join();  // the thread drains the queue before it leaves
+}
+
+void AppendWriter::run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_work_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) break;  // stopping, nothing left
+    AppendJob job = std::move(queue_.front());
+    queue_.pop_front();
+    ++in_flight_;
+    const bool skip = failed_;
+    lock.unlock();
+    AppendDone d;
+    d.token = job.token;
+    if (skip) {
+      d.result.error = -1;
+    } else {
+      const RowDigest digest = digest_row(job.row, job.row_bytes, job.elem_size, 1);
+      if (digest.n_nonfinite) {  // flag it in the metadata line, keeping its length
+        const size_t at = job.meta.find(kNonfiniteFalse);
+        if (at != std::string::npos)
+          job.meta.replace(at, std::strlen(kNonfiniteFalse), "\"nonfinite\":true ");
+      }
+      d.result = commit_append(fd_data_, job.row, job.row_bytes, job.elem_size, job.row_offset,
+                               fd_meta_, job.meta.data(), static_cast<int64_t>(job.meta.size()),
+                               job.meta_offset, fd_commits_, job.commit_offset, job.count,
+                               job.meta_end, checksum_, /*allow_nonfinite=*/true, durable_,
+                               &digest);
+    }
+    lock.lock();
+    if (d.result.error != 0) failed_ = true;
+    done_.push_back(d);
+    --in_flight_;
+    if (queue_.empty() && in_flight_ == 0) cv_idle_.notify_all();
+  }
+  cv_idle_.notify_all();
 }
 
 }  // namespace fractaldiff

@@ -816,6 +816,9 @@ class SnapshotStore:
         self._lock_fd = _lock_fd
         self._closed = True
         self._pool: ThreadPoolExecutor | None = None
+        self._writer: Any = None  # _core.AppendWriter, created by the first append_async
+        self._async_steps: dict[int, int] = {}
+        self._async_done: list[tuple[int, int, int]] = []
         self._allocated = 0
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' (read) or 'a' (append), got {mode!r}")
@@ -1031,6 +1034,8 @@ class SnapshotStore:
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError(f"snapshot store {self.path} is closed")
+        if self._writer is not None and self._writer.pending():
+            self._settle()
 
     @property
     def closed(self) -> bool:
@@ -1455,6 +1460,102 @@ class SnapshotStore:
         self._dirty = False
         return t
 
+    def append_async(self, vector: Any, **step_meta: Any) -> int:
+        """Queue one snapshot for a compiled background writer and return its index t at once.
+
+        For training loops that cannot wait for the write (see ``fractaldiff.train.Recorder``):
+        the checksum, the writes and the commit record happen on a writer thread that never
+        holds the GIL, in submission order, so the store's guarantees are those of
+        :meth:`append` for every snapshot whose job has finished. Snapshots are visible to
+        readers, and survive the process being killed, once :meth:`collect_async` has reported
+        them (or after :meth:`wait_async`, :meth:`flush`, :meth:`close`, or any read through
+        this object, which all wait for the queue first).
+
+        ``vector`` must not be modified until its snapshot is reported (float32/float64 arrays
+        of the store's dtype are not copied). NaN/Inf values are stored, and counted in the
+        report, not refused; every snapshot's metadata gets ``nonfinite`` (True when the row or
+        the caller says so). Metadata as for :meth:`append`.
+
+        Returns
+        -------
+        int
+            The index t the snapshot will have.
+        """
+        if self._closed:
+            raise ValueError(f"snapshot store {self.path} is closed")
+        if self.mode != "a":
+            raise ValueError(f"snapshot store {self.path} is open read-only; open it with "
+                             f"mode='a' to append")
+        if self._checksum_kind == "crc32" or not _NATIVE_APPEND:  # old format: in line
+            t = self.append(vector, allow_nonfinite=True, **step_meta)
+            row = self._prepare_row(vector, True)
+            self._async_done.append((t, self._last_step, int(np.count_nonzero(~np.isfinite(row)))))
+            return t
+        if self._dirty:
+            self._rescan_after_error()
+        row = self._prepare_row(vector, True)
+        meta = dict(step_meta)
+        meta["nonfinite"] = bool(meta.get("nonfinite", False))  # the writer flips it on NaN/Inf
+        line, step = self._prepare_meta(meta)
+        t = self._count
+        meta_begin = self._meta_ends[-1] if t else 0
+        meta_end = meta_begin + len(line)
+        self._preallocate((t + 1) * self._row_bytes)
+        if self._writer is None:
+            from . import _core
+
+            self._writer = _core.AppendWriter(self._fds["data"], self._fds["meta"],
+                                              self._fds["commits"], self._checksum,
+                                              self._durable)
+        self._writer.submit(row, t * self._row_bytes, line, meta_begin, t * _RECORD_SIZE,
+                            t + 1, meta_end, t)
+        self._count = t + 1
+        self._meta_ends.append(meta_end)
+        self._row_crcs.append(0)
+        self._last_step = step
+        self._async_steps[t] = step
+        return t
+
+    def collect_async(self) -> list[tuple[int, int, int]]:
+        """``(t, step, n_nonfinite)`` of the queued snapshots written since the last call.
+
+        Raises the first write error (``OSError``); the store then holds exactly the snapshots
+        written before it, and appending can go on.
+        """
+        out, self._async_done = self._async_done, []
+        if self._writer is None:
+            return out
+        failure = None
+        for t, crc, n_bad, err, stage in self._writer.collect():
+            step = self._async_steps.pop(t)
+            if err == 0:
+                self._row_crcs[t] = crc
+                out.append((t, step, n_bad))
+            elif failure is None and err > 0:
+                failure = (t, err, stage)
+        if failure is not None:
+            self._writer.wait()
+            for t, *_ in self._writer.collect():
+                self._async_steps.pop(t, None)
+            self._rescan_after_error()
+            t, err, stage = failure
+            what = {1: DATA_FILE, 2: METADATA_FILE, 3: COMMIT_FILE}.get(stage, "sync")
+            raise OSError(err, f"{os.strerror(err)} while appending snapshot {t} to "
+                               f"{self.path / what}; the store keeps the {self._count} "
+                               f"snapshot(s) written before it")
+        return out
+
+    def wait_async(self) -> list[tuple[int, int, int]]:
+        """Wait for every queued snapshot; returns :meth:`collect_async`'s report."""
+        if self._writer is not None:
+            self._writer.wait()
+        return self.collect_async()
+
+    def _settle(self) -> None:
+        """Finish queued appends before anything reads or writes synchronously; reports that
+        were not collected stay available to :meth:`collect_async`."""
+        self._async_done.extend(self.wait_async())
+
     def _rescan_after_error(self) -> None:
         self._count = 0
         self._meta_ends = []
@@ -1569,6 +1670,8 @@ class SnapshotStore:
     # --- lifetime ----------------------------------------------------------------------------
 
     def _release(self) -> None:
+        if getattr(self, "_writer", None) is not None:
+            self._writer = None  # its destructor drains the queue and joins the thread
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

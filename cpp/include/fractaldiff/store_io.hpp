@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "fractaldiff/digest.hpp"
+
 namespace fractaldiff {
 
 /// Result of commit_append.
@@ -24,9 +26,80 @@ AppendResult commit_append(int fd_data, const void* row, int64_t row_bytes, int 
                            int64_t row_offset, int fd_meta, const void* meta, int64_t meta_bytes,
                            int64_t meta_offset, int fd_commits, int64_t commit_offset,
                            uint64_t count, uint64_t meta_end, bool checksum,
-                           bool allow_nonfinite, bool durable);
+                           bool allow_nonfinite, bool durable,
+                           const RowDigest* digest = nullptr);
 
 /// Standard CRC-32 (the one zlib.crc32 computes).
 uint32_t crc32(const void* data, int64_t n, uint32_t crc = 0);
+
+}  // namespace fractaldiff
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fractaldiff {
+
+/// One queued append for AppendWriter (the row memory is owned by the caller until the job's
+/// result has been collected).
+struct AppendJob {
+  const void* row = nullptr;
+  int64_t row_bytes = 0;
+  int elem_size = 0;
+  int64_t row_offset = 0;
+  std::string meta;
+  int64_t meta_offset = 0;
+  int64_t commit_offset = 0;
+  uint64_t count = 0;
+  uint64_t meta_end = 0;
+  int64_t token = 0;
+};
+
+/// In a metadata line, the marker the writer flips when the row holds NaN/Inf (same length,
+/// so later offsets stay valid): '"nonfinite":false' becomes '"nonfinite":true '.
+constexpr const char* kNonfiniteFalse = "\"nonfinite\":false";
+
+/// Outcome of one AppendJob: err = -1 means "not attempted" (an earlier job failed).
+struct AppendDone {
+  int64_t token = 0;
+  AppendResult result;
+};
+
+/// A background thread that performs queued appends in order (commit records stay in order, so
+/// the store's crash safety is unchanged) without ever touching Python. Non-finite values are
+/// stored and counted, never refused. After a failed write, later jobs are not attempted.
+class AppendWriter {
+ public:
+  AppendWriter(int fd_data, int fd_meta, int fd_commits, bool checksum, bool durable);
+  ~AppendWriter();
+  AppendWriter(const AppendWriter&) = delete;
+  AppendWriter& operator=(const AppendWriter&) = delete;
+
+  void submit(AppendJob job);
+  /// Results of the jobs finished since the last call, in submission order.
+  std::vector<AppendDone> collect();
+  /// Block until every submitted job has finished (or been skipped).
+  void wait();
+  /// Number of jobs submitted and not yet collected.
+  int64_t pending() const;
+  void stop();
+
+ private:
+  void run();
+  int fd_data_, fd_meta_, fd_commits_;
+  bool checksum_, durable_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_work_, cv_idle_;
+  std::deque<AppendJob> queue_;
+  std::vector<AppendDone> done_;
+  int64_t in_flight_ = 0;
+  int64_t uncollected_ = 0;
+  bool failed_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
 
 }  // namespace fractaldiff

@@ -314,8 +314,18 @@ class Recorder:
         self._view_ptrs: list[int] = []
         self._all_views = False
         self._background = bool(background)
+        # CPU snapshots that only go to a store: handed to the store's compiled writer thread
+        # (no GIL; the training thread only gathers and enqueues). Otherwise (CUDA copies to
+        # wait for, online accumulators to feed) a Python writer thread does the work.
+        self._native = (
+            self._background
+            and self.store is not None
+            and self.online is None
+            and self.device.type == "cpu"
+        )
+        self._inflight: dict[int, _Slot] = {}
         self._closed = False
-        if self._background:
+        if self._background and not self._native:
             self._thread = threading.Thread(
                 target=self._writer_loop, name="fractaldiff-recorder", daemon=True
             )
@@ -552,6 +562,8 @@ class Recorder:
         to_online = self.online is not None and step % self.online_every == 0
         if not (to_store or to_online):
             return False
+        if self._native:
+            self._reap(block=self._free.empty())
         slot = self._free.get()  # waits when all buffers are in flight
         try:
             self._capture(slot, device_loss)
@@ -561,6 +573,11 @@ class Recorder:
         item = (slot, step, meta, to_store, to_online, device_loss is not None)
         if to_store:
             self.n_snapshots += 1
+        if self._native:
+            t = self.store.append_async(slot.host_np, step=step, **meta)
+            self._inflight[t] = slot
+            self._last_stored_step = step
+            return to_store
         if self._background:
             self._work.put(item)
         else:
@@ -653,6 +670,17 @@ class Recorder:
         finally:
             self._free.put(slot)
 
+    def _reap(self, block: bool = False) -> None:
+        """Give back the buffers of snapshots the store's writer has finished (all of them,
+        waiting, with ``block``), and flag those that held NaN/Inf."""
+        done = self.store.wait_async() if block else self.store.collect_async()
+        for t, step, n_bad in done:
+            slot = self._inflight.pop(t, None)
+            if slot is not None:
+                self._free.put(slot)
+            if n_bad:
+                self._flag_nonfinite(step, f"the parameters are not finite ({n_bad} values)")
+
     def _writer_loop(self) -> None:
         while True:
             item = self._work.get()
@@ -686,7 +714,9 @@ class Recorder:
     def flush(self) -> None:
         """Wait until every snapshot taken so far is in the store (and fed online)."""
         self._check_usable()
-        if self._background:
+        if self._native:
+            self._reap(block=True)
+        elif self._background:
             self._work.join()
         self._raise_pending()
 
@@ -699,6 +729,11 @@ class Recorder:
             return
         self._closed = True
         try:
+            if self._native and self.store is not None and not self.store.closed:
+                try:
+                    self._reap(block=True)
+                except NonFiniteLossError:  # recorded and flagged; closing goes on
+                    pass
             if self._thread is not None:
                 self._work.put(None)
                 self._thread.join()
