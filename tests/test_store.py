@@ -742,3 +742,29 @@ def test_native_append_reports_os_errors(tmp_path, rows):
     s.close()
     with open_store(tmp_path / "e") as r:
         assert len(r) == 3 and r.verify() == 3
+
+
+def test_append_async_in_order_with_reports(tmp_path, rows):
+    """Queued appends land in order, reads wait for them, NaN rows are stored and flagged."""
+    s = SnapshotStore.create(tmp_path / "a", rows.shape[1])
+    data = rows.astype(np.float32)
+    data[2, 3] = np.nan
+    tokens = [s.append_async(data[t], step=t, loss=0.1 * t) for t in range(4)]
+    assert tokens == [0, 1, 2, 3]
+    s.append(data[4], step=4)  # a synchronous append waits for the queue first
+    assert s.append_async(data[5], step=5) == 5
+    reports = s.wait_async()
+    assert [(t, step) for t, step, _ in reports] == [(t, t) for t in (0, 1, 2, 3, 5)]
+    assert [n for _, _, n in reports] == [0, 0, 1, 0, 0]
+    assert np.array_equal(s[:6], data[:6], equal_nan=True)
+    assert s.records[2]["nonfinite"] is True and s.records[1]["nonfinite"] is False
+    s.close()
+    with open_store(tmp_path / "a") as r:
+        assert len(r) == 6 and r.verify() == 6
+        assert r.steps.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_append_async_on_a_read_only_store_is_refused(tmp_path, rows):
+    make_store(tmp_path / "r", rows[:2]).close()
+    with open_store(tmp_path / "r") as r, pytest.raises(ValueError, match="read-only"):
+        r.append_async(rows[0], step=99)

@@ -1554,7 +1554,8 @@ class SnapshotStore:
     def _settle(self) -> None:
         """Finish queued appends before anything reads or writes synchronously; reports that
         were not collected stay available to :meth:`collect_async`."""
-        self._async_done.extend(self.wait_async())
+        done = self.wait_async()  # (this replaces self._async_done: extend the new list)
+        self._async_done.extend(done)
 
     def _rescan_after_error(self) -> None:
         self._count = 0
