@@ -63,8 +63,9 @@ std::tuple<uint32_t, int64_t, int, int> append(int fd_data, const py::array& row
 /// been collected (the writer thread reads it without the GIL).
 class PyAppendWriter {
  public:
-  PyAppendWriter(int fd_data, int fd_meta, int fd_commits, bool checksum, bool durable)
-      : w_(fd_data, fd_meta, fd_commits, checksum, durable) {}
+  PyAppendWriter(int fd_data, int fd_meta, int fd_commits, bool checksum, bool durable,
+                 int64_t allocated)
+      : w_(fd_data, fd_meta, fd_commits, checksum, durable, allocated) {}
   ~PyAppendWriter() {
     py::gil_scoped_release release;
     w_.stop();
@@ -121,8 +122,9 @@ void register_io(py::module_& m) {
   py::class_<PyAppendWriter>(m, "AppendWriter",
                              "Background thread appending rows to a snapshot store in order, "
                              "without the GIL (private; see SnapshotStore.append_async).")
-      .def(py::init<int, int, int, bool, bool>(), py::arg("fd_data"), py::arg("fd_meta"),
-           py::arg("fd_commits"), py::arg("checksum"), py::arg("durable"))
+      .def(py::init<int, int, int, bool, bool, int64_t>(), py::arg("fd_data"),
+           py::arg("fd_meta"), py::arg("fd_commits"), py::arg("checksum"), py::arg("durable"),
+           py::arg("allocated") = 0)
       .def("submit", &PyAppendWriter::submit, py::arg("row"), py::arg("row_offset"),
            py::arg("meta"), py::arg("meta_offset"), py::arg("commit_offset"), py::arg("count"),
            py::arg("meta_end"), py::arg("token"))

@@ -1500,13 +1500,12 @@ class SnapshotStore:
         t = self._count
         meta_begin = self._meta_ends[-1] if t else 0
         meta_end = meta_begin + len(line)
-        self._preallocate((t + 1) * self._row_bytes)
-        if self._writer is None:
+        if self._writer is None:  # it reserves file space ahead itself, off this thread
             from . import _core
 
             self._writer = _core.AppendWriter(self._fds["data"], self._fds["meta"],
                                               self._fds["commits"], self._checksum,
-                                              self._durable)
+                                              self._durable, self._allocated)
         self._writer.submit(row, t * self._row_bytes, line, meta_begin, t * _RECORD_SIZE,
                             t + 1, meta_end, t)
         self._count = t + 1

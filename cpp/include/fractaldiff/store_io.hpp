@@ -73,7 +73,10 @@ struct AppendDone {
 /// stored and counted, never refused. After a failed write, later jobs are not attempted.
 class AppendWriter {
  public:
-  AppendWriter(int fd_data, int fd_meta, int fd_commits, bool checksum, bool durable);
+  /// ``allocated``: bytes of fd_data already reserved; the writer reserves more ahead of the
+  /// rows (posix_fallocate, in steps of at least 64 MiB) on its own thread.
+  AppendWriter(int fd_data, int fd_meta, int fd_commits, bool checksum, bool durable,
+               int64_t allocated = 0);
   ~AppendWriter();
   AppendWriter(const AppendWriter&) = delete;
   AppendWriter& operator=(const AppendWriter&) = delete;
@@ -91,6 +94,7 @@ class AppendWriter {
   void run();
   int fd_data_, fd_meta_, fd_commits_;
   bool checksum_, durable_;
+  int64_t allocated_;
   mutable std::mutex mu_;
   std::condition_variable cv_work_, cv_idle_;
   std::deque<AppendJob> queue_;
