@@ -768,3 +768,48 @@ def test_append_async_on_a_read_only_store_is_refused(tmp_path, rows):
     make_store(tmp_path / "r", rows[:2]).close()
     with open_store(tmp_path / "r") as r, pytest.raises(ValueError, match="read-only"):
         r.append_async(rows[0], step=99)
+
+
+FSIZE_SCRIPT = """
+import resource, signal, sys
+import numpy as np
+import fractaldiff as fd
+
+path = sys.argv[1]
+rows = np.arange(6 * 1000, dtype=np.float32).reshape(6, 1000)
+s = fd.SnapshotStore.create(path, 1000)
+s.append_async(rows[0], step=0)
+s.wait_async()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 * 4000 + 100, hard))  # room for one row only
+s.append_async(rows[1], step=1)
+s.append_async(rows[2], step=2)
+try:
+    s.wait_async()
+except OSError as exc:
+    print("ERROR", exc)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+print("LEN", len(s))
+s.append_async(rows[1], step=1)
+s.wait_async()
+s.close()
+with fd.open_store(path) as r:
+    print("FINAL", len(r), r.verify(), bool(np.array_equal(r[:], rows[:2])))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="POSIX resource limits")
+def test_append_async_write_error_then_recovery(tmp_path):
+    """A failing write (file size limit: like a full disk) is reported with the snapshot and
+    file; the store keeps what was written before it, and appending goes on."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FSIZE_SCRIPT, str(tmp_path / "w")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("ERROR") and "snapshot 1" in lines[0]
+    assert lines[1] == "LEN 1"
+    assert lines[2] == "FINAL 2 2 True"

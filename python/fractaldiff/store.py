@@ -1536,12 +1536,17 @@ class SnapshotStore:
             self._writer.wait()
             for t, *_ in self._writer.collect():
                 self._async_steps.pop(t, None)
-            self._rescan_after_error()
+            self._writer = None  # it stopped at the failure; the next append_async starts anew
             t, err, stage = failure
             what = {1: DATA_FILE, 2: METADATA_FILE, 3: COMMIT_FILE}.get(stage, "sync")
+            self._dirty = True  # trust only the disk from here on
+            try:
+                self._rescan_after_error()
+            except OSError:
+                pass  # the next append rescans again
             raise OSError(err, f"{os.strerror(err)} while appending snapshot {t} to "
-                               f"{self.path / what}; the store keeps the {self._count} "
-                               f"snapshot(s) written before it")
+                               f"{self.path / what}; the store keeps the snapshot(s) written "
+                               f"before it")
         return out
 
     def wait_async(self) -> list[tuple[int, int, int]]:
