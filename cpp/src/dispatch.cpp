@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fractaldiff/api.hpp"
+#include "fractaldiff/hd_common.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -124,10 +125,6 @@ std::string compiler_id() {
 #endif
 }
 
-int64_t msd_fft_length(int64_t n_rows) {
-  int64_t n = 4;
-  while (n < 2 * n_rows - 1) n *= 2;
-  return n;
-}
+int64_t msd_fft_length(int64_t n_rows) { return hd::msd_fft_length(n_rows); }
 
 }  // namespace fractaldiff

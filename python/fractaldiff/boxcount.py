@@ -59,6 +59,12 @@ def _grid_seed(seed: int, grid: int) -> int:
     return int(_splitmix64(s)[0])
 
 
+def key_seed(seed: int, grid: int) -> int:
+    """Seed of the box-id hash keys of grid ``grid`` under ``seed`` (shared with the online
+    box ids of :mod:`fractaldiff.train.online`, so both give the same ids)."""
+    return _grid_seed(seed, grid) ^ 0x5851F42D4C957F2D
+
+
 def grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) -> np.ndarray:
     """Random per-coordinate grid offsets, uniform on [0, coarsest), as used by box counting.
 
@@ -185,9 +191,9 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
         )
     counts = np.empty((n_grids, n_scales), dtype=np.int64)
     for g in range(n_grids):
-        key_seed = _grid_seed(seed, g) ^ 0x5851F42D4C957F2D
+        ks = key_seed(seed, g)
         fn = partial(_ids_block, coarsest=coarsest, seed=seed, grid=g, eps0=eps0,
-                     n_scales=n_scales, key_seed=key_seed, n_threads=nt)
+                     n_scales=n_scales, key_seed=ks, n_threads=nt)
         ids = map_reduce(X, fn, _sum_ids, block_args=lambda a, b: (mins[a:b],), func=func,
                          memory_limit=limit, progress=progress)
         for k in range(n_scales):

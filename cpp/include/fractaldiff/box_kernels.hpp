@@ -30,6 +30,7 @@
 // element and scale, which keeps the kernel near memory speed.
 #pragma once
 
+#include "fractaldiff/hd_common.hpp"
 #include "fractaldiff/msd_kernels.hpp"
 
 #if defined(__SSE2__) || defined(__AVX2__) || defined(__AVX512F__)
@@ -49,19 +50,9 @@ constexpr int64_t kBoxChunk = 512;
 /// Largest quantized coordinate (exclusive).
 constexpr double kBoxQLimit = 2147483648.0;  // 2^31
 
-/// SplitMix64 finalizer: a bijective 64-bit mix.
-inline uint64_t splitmix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-/// Key of global column d for sum `which` (0 or 1) under key_seed.
-inline uint64_t box_key(uint64_t key_seed, int64_t d, int which) {
-  return splitmix64(splitmix64(key_seed ^ (0xA0761D6478BD642FULL * (uint64_t(which) + 1))) +
-                    static_cast<uint64_t>(d));
-}
+/// Key of global column d for sum `which` (0 or 1): the one definition shared with the CUDA
+/// kernels (hd_common.hpp), so box ids agree bit for bit across devices.
+using hd::box_key;
 
 /// Products of the low 32 bits of each 64-bit lane (pmuludq).
 __attribute__((always_inline)) inline vu mul_lo32(vu a, vu b) {

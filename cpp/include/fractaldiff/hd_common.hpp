@@ -11,7 +11,9 @@
 #if defined(__CUDACC__)
 #define FD_HD __host__ __device__ __forceinline__
 #else
-#define FD_HD inline
+// always_inline: these are also used by the per-ISA kernel translation units, which must not
+// share out-of-line copies of inline functions compiled with different instruction sets
+#define FD_HD __attribute__((always_inline)) inline
 #endif
 
 namespace fractaldiff {

@@ -35,6 +35,7 @@
 #include <cstring>
 
 #include "fractaldiff/api.hpp"
+#include "fractaldiff/hd_common.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -86,6 +87,9 @@ inline bool all_finite_array(const double* p, int64_t n) {
     if (!__builtin_isfinite(p[i])) return false;
   return true;
 }
+
+using hd::bit_reverse;  // shared with the CUDA kernels (hd_common.hpp)
+using hd::ilog2;
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -162,8 +166,7 @@ struct Twiddles {
     }
     p += 2 * h;
     for (int64_t m = h; m >= 4; m /= 4) {
-      int lg = 0;
-      while ((int64_t(1) << lg) < m) ++lg;
+      const int lg = ilog2(m);
       r4[lg] = p;
       const int64_t q = m / 4;
       for (int64_t j = 0; j < q; ++j) {
@@ -235,8 +238,7 @@ inline void radix4_stage(cv* a, int64_t n, int64_t m, const double* tw) {
 inline void fft_leaf(cv* a, int64_t n, const Twiddles& tw, vd* power) {
   int64_t m = n;
   for (; m >= 8; m /= 4) {
-    int lg = 0;
-    while ((int64_t(1) << lg) < m) ++lg;
+    const int lg = ilog2(m);
     radix4_stage(a, n, m, tw.r4[lg]);
   }
   if (m == 4) {
@@ -264,21 +266,13 @@ inline void fft_block(cv* a, int64_t n, const Twiddles& tw, vd* power) {
     fft_leaf(a, n, tw, power);
     return;
   }
-  int lg = 0;
-  while ((int64_t(1) << lg) < n) ++lg;
+  const int lg = ilog2(n);
   radix4_stage(a, n, n, tw.r4[lg]);
   const int64_t q = n / 4;
   for (int k = 0; k < 4; ++k) fft_block(a + k * q, q, tw, power + k * q);
 }
 
-inline int64_t bit_reverse(int64_t k, int bits) {
-  int64_t r = 0;
-  for (int i = 0; i < bits; ++i) {
-    r = (r << 1) | (k & 1);
-    k >>= 1;
-  }
-  return r;
-}
+
 
 inline int resolve_threads(int n_threads) {
 #ifdef _OPENMP
@@ -307,8 +301,7 @@ int msd_fft_fold_impl(const StridedMatrix& m, int64_t nfft, double* power_out,
   const int64_t T = m.n_rows, D = m.n_cols, rs = m.row_stride, cs = m.col_stride;
   const int64_t h = nfft / 2;
   const int64_t n_groups = (D + kCols - 1) / kCols;
-  int bits = 0;
-  while ((int64_t(1) << bits) < nfft) ++bits;
+  const int bits = ilog2(nfft);
 
   Twiddles tw(nfft);
   if (!tw.ok()) return kOutOfMemory;

@@ -57,6 +57,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import boxcount as _boxcount
+from ..boxcount import _splitmix64
+
 __all__ = [
     "MultipleTauMSD",
     "OnlineAccumulators",
@@ -424,42 +427,17 @@ class RunningDisplacement:
 # the same values, bit for bit, with numpy.
 
 _KEY_MULT = 0xA0761D6478BD642F
-_GRID_KEY_XOR = 0x5851F42D4C957F2D
 _Q_LIMIT = 2.0**31
-
-
-def _splitmix64(z: np.ndarray) -> np.ndarray:
-    """SplitMix64 finalizer on uint64 arrays (wrapping arithmetic)."""
-    z = np.asarray(z, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def _grid_seed(seed: int, grid: int) -> int:
-    s = (int(seed) * 0x2545F4914F6CDD1D + int(grid) * 0x9E3779B97F4A7C15) & _MASK64
-    return int(_splitmix64(np.array([s], dtype=np.uint64))[0])
 
 
 def box_key_seed(seed: int = 0, grid: int = 0) -> int:
     """The key seed the offline box counting uses for grid ``grid`` under ``seed``."""
-    return _grid_seed(seed, grid) ^ _GRID_KEY_XOR
+    return _boxcount.key_seed(seed, grid)
 
 
 def box_grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) -> np.ndarray:
-    """Random per-coordinate grid offsets, uniform on [0, coarsest), as in box counting.
-
-    Uses ``fractaldiff.boxcount.grid_offsets`` when it exists, else the same formula in numpy.
-    """
-    try:
-        from fractaldiff.boxcount import grid_offsets  # type: ignore[import-not-found]
-    except ImportError:
-        d = np.asarray(columns, dtype=np.uint64)
-        h = _splitmix64(d ^ np.uint64(_grid_seed(seed, grid)))
-        return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53 * float(coarsest)
-    return grid_offsets(columns, coarsest, seed, grid)
+    """Random per-coordinate grid offsets, uniform on [0, coarsest), as in box counting."""
+    return _boxcount.grid_offsets(columns, coarsest, seed, grid)
 
 
 def _box_keys(key_seed: int, col_start: int, n: int) -> np.ndarray:
