@@ -9,11 +9,12 @@ from collections.abc import Callable
 import numpy as np
 
 
-def weight_like(T: int, D: int, step: float, seed: int = 0, dtype=np.float32) -> np.ndarray:
+def weight_like(T: int, D: int, step: float, seed: int = 0, dtype=np.float32,
+                out: np.ndarray | None = None) -> np.ndarray:
     """Column d is o_d + cumsum(step * xi), o_d ~ N(0, 1), xi ~ N(0, 1) (generated in float32
-    blocks to keep memory low for large D)."""
+    blocks to keep memory low for large D); written into ``out`` (e.g. a memmap) if given."""
     rng = np.random.default_rng(seed)
-    out = np.empty((T, D), dtype=dtype)
+    out = np.empty((T, D), dtype=dtype) if out is None else out
     block = max(1, (1 << 26) // max(T, 1))
     for a in range(0, D, block):
         b = min(D, a + block)

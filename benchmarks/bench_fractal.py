@@ -12,7 +12,8 @@ Times are medians of repeats. Usage: python benchmarks/bench_fractal.py [--T 204
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
+import sys
 import time
 
 import numpy as np
@@ -21,29 +22,14 @@ import fractaldiff as fd
 from fractaldiff import _core
 from fractaldiff.boxcount import grid_offsets
 
-
-def weight_like(T: int, D: int, step: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out = np.empty((T, D), dtype=np.float32)
-    block = max(1, (1 << 26) // T)
-    for a in range(0, D, block):
-        b = min(D, a + block)
-        s = rng.standard_normal((T, b - a), dtype=np.float32) * np.float32(step)
-        np.cumsum(s, axis=0, out=s)
-        s += rng.standard_normal(b - a).astype(np.float32)
-        out[:, a:b] = s
-    return out
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import timeit as _timeit  # noqa: E402
+from _common import weight_like  # noqa: E402
 
 
 def timeit(fn, repeat: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds of ``repeat`` calls."""
+    return _timeit(fn, repeat=repeat, warmup=warmup)[0]
 
 
 def main() -> None:

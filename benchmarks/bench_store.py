@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import fractaldiff as fd  # noqa: E402
 
-from _common import timeit  # noqa: E402
+from _common import timeit, weight_like  # noqa: E402
 
 
 def rss_anon() -> int:
@@ -57,25 +57,13 @@ def peak_anon_during(fn) -> tuple[object, int]:
     return out, peak[0] - base
 
 
-def fill_weight_like(mm: np.ndarray, seed: int = 0, step: float = 1e-3) -> None:
-    T, D = mm.shape
-    rng = np.random.default_rng(seed)
-    width = max(1, (1 << 25) // T)
-    for a in range(0, D, width):
-        b = min(D, a + width)
-        blk = rng.standard_normal((T, b - a), dtype=np.float32) * np.float32(step)
-        np.cumsum(blk, axis=0, out=blk)
-        blk += rng.standard_normal(b - a).astype(np.float32)
-        mm[:, a:b] = blk
-
-
 def bench_msd(root: str, T: int, D: int, repeat: int) -> None:
     gb = T * D * 4 / 1e9
     print(f"\n## out-of-core MSD: T={T}, D={D} float32 ({gb:.1f} GB), memory_limit=256 MB")
     npy = os.path.join(root, "w.npy")
     t0 = time.perf_counter()
     mm = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=(T, D))
-    fill_weight_like(mm)
+    weight_like(T, D, 1e-3, seed=0, out=mm)
     mm.flush()
     store_path = os.path.join(root, "w.fdstore")
     with fd.SnapshotStore.create(store_path, n_params=D, dtype="float32") as st:

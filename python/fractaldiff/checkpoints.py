@@ -56,7 +56,7 @@ from .store import (
     _check_block_range,
     _check_dtype_arg,
     _check_out,
-    _index_int,
+    _column_blocks,
     _pread_all,
     _split_key,
 )
@@ -570,11 +570,7 @@ class CheckpointFolder:
 
     def column_blocks(self, width: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, block)`` for consecutive column blocks of ``width`` columns."""
-        width = _index_int(width, "width")
-        if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
-        for start in range(0, self._n_params, width):
-            yield start, self.column_block(start, min(start + width, self._n_params))
+        return _column_blocks(self, self._n_params, width)
 
     def __getitem__(self, key: Any) -> Any:
         rkey, ckey = _split_key(key)

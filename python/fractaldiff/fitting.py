@@ -528,6 +528,28 @@ def _resolve_noise(
 # --------------------------------------------------------------------------- line fits
 
 
+def _curve_and_empirical_noise(func, t_arr, rows, is_rows, cov, combine_rows):
+    """The combined curve and its noise model for functions that take only empirical
+    covariance (rows, a matrix or "independent"), not the analytic fBm models."""
+    if isinstance(cov, str) and cov != "independent":
+        raise ValueError(f"{func}: cov must be None, 'independent' or a matrix, got {cov!r}")
+    curve_values = _combine(rows, combine_rows, func)
+    noise = _resolve_noise(
+        func,
+        t_arr,
+        rows,
+        is_rows,
+        curve_values,
+        cov=cov,
+        n_snapshots=None,
+        effective_dims=None,
+        snapshot_spacing=1.0,
+        curve_kind="msd",
+        warn=False,
+    )
+    return curve_values, noise
+
+
 def _weighted_line(x: np.ndarray, z: np.ndarray, w: np.ndarray):
     """Weighted least squares z = a + b (x - xc); returns (coef, A, X, xc) with coef = A z."""
     xc = float(np.sum(w * x) / np.sum(w))
@@ -1509,22 +1531,8 @@ def crossover(
                 f"{func}: n_breaks must be an integer in [0, 3] or 'auto', got {n_breaks!r}"
             ) from None
     max_breaks = _check_int_range(max_breaks, "max_breaks", func, 0, 3)
-    if isinstance(cov, str) and cov != "independent":
-        raise ValueError(f"{func}: cov must be None, 'independent' or a matrix, got {cov!r}")
-    curve_values = _combine(rows, combine_rows, func)
-    noise = _resolve_noise(
-        func,
-        t_arr,
-        rows,
-        is_rows,
-        curve_values,
-        cov=cov,
-        n_snapshots=None,
-        effective_dims=None,
-        snapshot_spacing=1.0,
-        curve_kind="msd",
-        warn=False,
-    )
+    curve_values, noise = _curve_and_empirical_noise(func, t_arr, rows, is_rows, cov,
+                                                     combine_rows)
     lo, hi = _resolve_window(window, t_arr, func)
     idx = _log_even_subset(t_arr, _window_mask(t_arr, lo, hi), ppd)
     x = np.log10(t_arr[idx])
@@ -1629,22 +1637,8 @@ def local_slope(
     t_arr, rows, is_rows = _validate_curve(t, y, func)
     h = _check_positive(bandwidth, "bandwidth", func)
     ppd = _check_points_per_decade(points_per_decade, func)
-    if isinstance(cov, str) and cov != "independent":
-        raise ValueError(f"{func}: cov must be None, 'independent' or a matrix, got {cov!r}")
-    curve_values = _combine(rows, combine_rows, func)
-    noise = _resolve_noise(
-        func,
-        t_arr,
-        rows,
-        is_rows,
-        curve_values,
-        cov=cov,
-        n_snapshots=None,
-        effective_dims=None,
-        snapshot_spacing=1.0,
-        curve_kind="msd",
-        warn=False,
-    )
+    curve_values, noise = _curve_and_empirical_noise(func, t_arr, rows, is_rows, cov,
+                                                     combine_rows)
     x = np.log10(t_arr)
     z = np.log10(curve_values)
     w = _log_spacing_weights(x)

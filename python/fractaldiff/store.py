@@ -429,6 +429,15 @@ class ParameterLayout(Sequence):
 
 # --------------------------------------------------------------------------------------------
 # Small helpers shared with checkpoints.py
+
+
+def _column_blocks(src: Any, n_params: int, width: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, src.column_block(start, stop))`` for consecutive blocks of ``width`` columns."""
+    width = _index_int(width, "width")
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    for start in range(0, n_params, width):
+        yield start, src.column_block(start, min(start + width, n_params))
 # --------------------------------------------------------------------------------------------
 
 
@@ -1145,11 +1154,7 @@ class SnapshotStore:
 
     def column_blocks(self, width: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, block)`` for consecutive column blocks of ``width`` columns."""
-        width = _index_int(width, "width")
-        if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
-        for start in range(0, self._n_params, width):
-            yield start, self.column_block(start, min(start + width, self._n_params))
+        return _column_blocks(self, self._n_params, width)
 
     def __getitem__(self, key: Any) -> Any:
         self._check_open()
