@@ -148,6 +148,7 @@ class LagsAccumulator(_Accumulator):
         return (self.n_rows, tuple(self.lags.tolist()))
 
     def fold(self, block: np.ndarray, n_threads: int = 0) -> int:
+        """Add a ``(T, B)`` float32/float64 column block; returns the kernel's status code."""
         self.n_cols += block.shape[1]
         if self.lags.size == 0:
             return _core.STATUS_OK
@@ -174,6 +175,7 @@ class DisplacementAccumulator(_Accumulator):
         return (self.n_rows, self.ref)
 
     def fold(self, block: np.ndarray, n_threads: int = 0) -> int:
+        """Add a ``(T, B)`` float32/float64 column block; returns the kernel's status code."""
         self.n_cols += block.shape[1]
         return _core.fold_displacement(block, self.ref, self.sq, n_threads)
 
