@@ -38,6 +38,16 @@ def brownian3(n: int, seed: int = 0) -> np.ndarray:
     return np.cumsum(np.random.default_rng(seed).standard_normal((n, 3)), axis=0)
 
 
+def brownian3_times(n: int, seed: int = 0) -> np.ndarray:
+    """One Brownian path in R^3 observed at n uniformly random times in [0, 1] (exact Gaussian
+    increments of variance dt): a sample of the path's occupation measure, whose correlation
+    dimension is 2, with no step size below which the trace is unresolved."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(size=n))
+    dt = np.diff(t, prepend=0.0)
+    return np.cumsum(rng.standard_normal((n, 3)) * np.sqrt(dt)[:, None], axis=0)
+
+
 DIMENSIONS = {
     "cantor": np.log(2) / np.log(3),
     "sierpinski": np.log(3) / np.log(2),

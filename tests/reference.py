@@ -54,6 +54,20 @@ def box_counts_direct(X, origin, eps0, n_scales) -> np.ndarray:
     return np.array([np.unique(q >> k, axis=0).shape[0] for k in range(n_scales)])
 
 
+def box_occupancy_direct(X, origin, eps0, n_scales) -> np.ndarray:
+    """(n_scales, 3): occupied boxes, boxes holding exactly one point and exactly two points,
+    from np.unique(axis=0, return_counts=True) over the quantized rows."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    q = ((X - np.asarray(origin, dtype=np.float64)) * (1.0 / eps0)).astype(np.int64)
+    out = []
+    for k in range(n_scales):
+        c = np.unique(q >> k, axis=0, return_counts=True)[1]
+        out.append((c.size, int(np.sum(c == 1)), int(np.sum(c == 2))))
+    return np.array(out)
+
+
 def sqdist_direct(X) -> np.ndarray:
     """All pairwise squared Euclidean distances in float64 (scipy's pdist)."""
     from scipy.spatial.distance import pdist, squareform

@@ -8,9 +8,9 @@ from hypothesis.extra.numpy import arrays
 
 import fractaldiff as fd
 import fractaldiff._core as core
-from fractaldiff.boxcount import grid_offsets
+from fractaldiff.boxcount import chao1, grid_offsets
 
-from reference import box_counts_direct
+from reference import box_counts_direct, box_occupancy_direct
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -160,6 +160,70 @@ def test_bad_input(func):
     Y[4, 3] = np.nan
     with pytest.raises(ValueError, match="t=4, parameter d=3"):
         func(Y)
+
+
+@SETTINGS
+@given(
+    X=arrays(np.float64, st.tuples(st.integers(20, 200), st.integers(1, 6)),
+             elements=st.floats(-4, 4, allow_nan=False, width=64)),
+    seed=st.integers(0, 50),
+)
+def test_occupancy_and_chao1_equal_reference(X, seed):
+    # counts, singletons and doubletons per scale against np.unique(return_counts=True)
+    eps0, k = 0.05, 9
+    origin = X.min(axis=0) - grid_offsets(np.arange(X.shape[1]), eps0 * 2 ** (k - 1), seed=seed)
+    est = fd.box_counting_dimension(X, eps0=eps0, n_scales=k, seed=seed, window=(0.05, 12.8))
+    ref = box_occupancy_direct(X, origin, eps0, k)
+    np.testing.assert_array_equal(est.details["raw_counts"], ref[:, 0])
+    np.testing.assert_array_equal(est.details["singletons"][0], ref[:, 1])
+    np.testing.assert_array_equal(est.details["doubletons"][0], ref[:, 2])
+    n, f1, f2 = ref.T.astype(float)
+    np.testing.assert_allclose(est.counts, n + f1 * (f1 - 1) / (2 * (f2 + 1)))
+    assert np.all(est.counts >= est.details["raw_counts"])  # never fewer than seen
+    np.testing.assert_allclose(est.details["coverage"], 1 - f1 / X.shape[0])
+    raw = fd.box_counting_dimension(X, eps0=eps0, n_scales=k, seed=seed, window=(0.05, 12.8),
+                                    correction=None)
+    np.testing.assert_array_equal(raw.counts, ref[:, 0])
+    assert raw.details["stderr_terms"]["sampling"] == 0.0
+
+
+def test_chao1_recovers_unseen_boxes_of_equal_mass():
+    # M equally likely boxes, T draws: Chao1 is nearly unbiased; the raw count is not
+    rng = np.random.default_rng(1)
+    m, t = 5000, 5000
+    est, seen = [], []
+    for _ in range(20):
+        c = np.bincount(rng.integers(0, m, size=t), minlength=m)
+        c = c[c > 0]
+        seen.append(c.size)
+        est.append(chao1(c.size, np.sum(c == 1), np.sum(c == 2)))
+    assert np.mean(seen) < 0.65 * m  # ~ m (1 - 1/e)
+    assert abs(np.mean(est) / m - 1) < 0.03
+    assert chao1(10, 0, 3) == 10  # no singletons: nothing unseen
+
+
+def test_correction_lifts_low_bias_of_a_filled_square():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(size=(20000, 2)) @ np.linalg.qr(rng.standard_normal((8, 2)))[0].T
+    corrected = fd.box_counting_dimension(X, n_grids=2)
+    raw = fd.box_counting_dimension(X, n_grids=2, correction=None, window=corrected.window)
+    assert raw.dimension < corrected.dimension <= 2.05
+    assert corrected.details["raw_dimension"] == pytest.approx(raw.dimension)
+    assert corrected.stderr >= corrected.details["stderr_terms"]["sampling"] > 0
+
+
+def test_bad_fit_options():
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    with pytest.raises(ValueError, match="correction must be 'chao1' or None"):
+        fd.box_counting_dimension(X, correction="jackknife")
+    with pytest.raises(ValueError, match=r"min_coverage must lie in \[0, 1\]"):
+        fd.box_counting_dimension(X, min_coverage=1.5)
+    with pytest.raises(TypeError, match="min_coverage must be a number"):
+        fd.box_counting_dimension(X, min_coverage="high")
+    with pytest.raises(ValueError, match=r"max_fill must lie in \(0, 1\]"):
+        fd.box_counting_dimension(X, max_fill=0)
+    with pytest.raises(ValueError, match=r"tolerance must lie in \(0, 1\)"):
+        fd.box_counting_dimension(X, tolerance=0)
 
 
 def test_too_few_scales_message():

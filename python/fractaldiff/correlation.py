@@ -196,7 +196,10 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         because of the dynamics, not because of the geometry of the set, and count as a
         spurious low-dimensional piece at small r. Use at least the lag over which snapshots
         stay correlated (e.g. a few times the decorrelation lag of the MSD's crossover).
-        Must be < T.
+        Must be < T. For a diffusive path the time-close pairs *are* its geometry at small r:
+        excluding them leaves only later returns below the RMS displacement over w
+        snapshots, where C(r) follows the embedding dimension; the automatic window starts
+        above that radius (Notes).
     window : "auto" or (float, float), default "auto"
         Radii ``(smallest, largest)`` to fit over, or "auto" (see Notes).
     n_radii : int, default 64
@@ -220,8 +223,9 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     DimensionEstimate
         ``.dimension`` (slope), ``.stderr``, ``.window`` (radii), ``.r``, ``.C``, ``.takens``,
         ``.takens_stderr``; ``.details`` holds ``theiler``, ``n_pairs`` (pairs used),
-        ``takens_pairs`` (M) and ``msd`` (the MSD from the same distance matrix, a cross-check
-        of :func:`fractaldiff.msd`).
+        ``takens_pairs`` (M), ``msd`` (the MSD from the same distance matrix, a cross-check
+        of :func:`fractaldiff.msd`) and ``theiler_radius`` (the automatic window's lower
+        bound from the Theiler window, 0 when not applied).
 
     Raises
     ------
@@ -232,9 +236,18 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     Notes
     -----
     Automatic window: among radii with at least ``min_pairs`` pairs below them and
-    ``C(r) <= max_fraction``, the longest run (at least 4 radii spanning a factor 2) in which
-    the slopes fitted to the run's two halves agree within 10 %
-    (:func:`fractaldiff.dimension.select_window`).
+    ``C(r) <= max_fraction`` (and, for ``theiler`` > 1, at least the RMS displacement over
+    ``theiler`` snapshots, sqrt(MSD(w)), when at least 4 radii spanning a factor 2 remain:
+    not so for unordered samples, whose lag-w displacement is the set's size), the longest
+    run (at least 4 radii spanning a factor 2) in which the slopes fitted to the run's two
+    halves agree within 10 % (:func:`fractaldiff.dimension.select_window`).
+
+    Trajectories sampled at equal time steps resolve the set only above the step: a random
+    walk of T steps in 3-D has C(r) ~ r^3 below the step and spans only sqrt(T) steps, so
+    with T = 4096 its local slope falls from 3 to 1.5 with no plateau (the trace's dimension
+    2 shows only over a hand-picked window, with a large stderr). The same path observed at
+    T uniformly random times has C(r) ~ r^2 down to the smallest pairs (tests: 1.90-1.95 for
+    T = 4096, theiler = 1).
 
     Uncertainty: ``stderr`` combines the fit's standard error with half the difference of the
     slopes of the window's two halves (curvature). ``takens_stderr`` is the formal
@@ -281,8 +294,21 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         y = np.log(c)
     step = x[1] - x[0]
     slope_span = max(1, int(round(math.log(2.0) / step)))
+    msd = msd_from_sqdist(sq)
+    r_theiler = 0.0
     if isinstance(window, str) and window == "auto":
         cand = (below >= min_pairs) & (c <= max_fraction)
+        if w > 1:
+            # Pairs closer than the typical displacement over the Theiler lag are depleted by
+            # the exclusion: C(r) there counts only later returns and, for a diffusive path,
+            # scales with the embedding dimension. Start the window above it when that leaves
+            # a usable range (it does not for unordered samples, where it is the set's size).
+            r_theiler = float(math.sqrt(max(msd[min(w, msd.size - 1)], 0.0)))
+            above = cand & (r >= r_theiler)
+            if int(above.sum()) >= 4 and r[above].max() >= 2 * r[above].min():
+                cand = above
+            else:
+                r_theiler = 0.0
         ncand = int(cand.sum())
         if ncand < 3:
             raise ValueError(
@@ -294,8 +320,11 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         start, stop = select_window(x, y, cand, min_points=min(4, ncand),
                                     min_span=min(math.log(2.0), float(np.ptp(x[cand]))),
                                     tolerance=0.1, slope_span=slope_span)
-        rule = (f"auto: longest run of radii with >= {min_pairs} pairs and C <= {max_fraction:g} "
-                f"whose two halves' slopes agree within 10%")
+        above = ""
+        if r_theiler:
+            above = f", r >= {r_theiler:.4g} (RMS displacement over the Theiler lag)"
+        rule = (f"auto: longest run of radii with >= {min_pairs} pairs and C <= {max_fraction:g}"
+                f"{above} whose two halves' slopes agree within 10%")
     else:
         start, stop = _resolve_manual_window(window, r, func)
         if np.any(below[start:stop] == 0):
@@ -313,7 +342,6 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         takens_se = takens / math.sqrt(m)
     else:  # pragma: no cover - the window guarantees pairs below r0
         takens, takens_se = float("nan"), float("nan")
-    msd = msd_from_sqdist(sq)
     return DimensionEstimate(
         method="correlation",
         dimension=float(dim),
@@ -326,7 +354,8 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         intercept=float(intercept),
         takens=takens,
         takens_stderr=takens_se,
-        details={"theiler": w, "n_pairs": n_pairs, "takens_pairs": m, "msd": msd},
+        details={"theiler": w, "n_pairs": n_pairs, "takens_pairs": m, "msd": msd,
+                 "theiler_radius": r_theiler},
     )
 
 

@@ -211,7 +211,14 @@ class DimensionEstimate:
         pos = v > 0
         kwargs.setdefault("marker", "o")
         kwargs.setdefault("linestyle", "none")
-        ax.loglog(s[pos], v[pos], label=self.method, **kwargs)
+        label = self.method
+        raw = self.details.get("raw_counts")
+        if raw is not None and self.details.get("correction"):
+            label = f"{self.method} ({self.details['correction']} estimate)"
+            seen = raw > 0
+            ax.loglog(s[seen], raw[seen], marker=".", linestyle="none", color="0.6",
+                      label="boxes seen")
+        ax.loglog(s[pos], v[pos], label=label, **kwargs)
         inw = self.in_window & pos
         sign = -1.0 if self.method == "box counting" else 1.0
         xs = s[inw]
