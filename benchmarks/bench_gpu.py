@@ -8,6 +8,13 @@
    float32 (what a user would write for float32 data) and in float64; accuracy of all three on
    the issue-2 workload (T=4096, step 1e-5) against an exact float64 direct reference.
 3. The same MSD from pinned host memory (default D=2^18, 4 GiB) against the H2D bandwidth.
+4. Box counting with 16 scales of the same GPU-resident array: the box-id pass (one read of X)
+   against the copy bandwidth; its ids are checked bit for bit against the CPU kernel on a
+   column slice; the whole box_counts call (min/max pass, id pass, counting) as context.
+5. Pairwise squared distances of a GPU-resident weight-like float32 array (T=4096, default
+   D=2^18): the centred-Gram fold against torch.matmul(X, X.T) in float32 with TF32 off on the
+   same data, and the largest relative error of the distances against a float64 reference
+   (torch float64 on the device), next to torch's float32 error.
 
 Prints one table; --out writes the numbers as JSON. Correctness is asserted, not assumed.
 """
@@ -94,6 +101,79 @@ def torch_fft_msd(X, dtype, chunk=1 << 16):
     return out.clamp_min(0.0).cpu().numpy()
 
 
+def box_counting(X, args):
+    """Time the 16-scale box-id pass over the GPU-resident X (one read of X) and the whole
+    box_counts call; check the ids bit for bit against the CPU kernel on a column slice."""
+    from fractaldiff.boxcount import grid_offsets, key_seed
+
+    T, D = X.shape
+    n_scales = 16
+    lo = X.amin(0).double()
+    span = float((X.amax(0).double() - lo).max())
+    eps0 = span / 2.0**20
+    mins = lo.cpu().numpy()
+    origin = mins - grid_offsets(np.arange(D), eps0 * 2.0 ** (n_scales - 1), 0, 0)
+    ks = key_seed(0, 0)
+    fold = _core.GpuFold("box_ids", 0, T, memory_limit=1 << 30)
+    fold.configure_box(n_scales, ks, eps0)
+    ids = np.zeros((T, n_scales, 2), dtype=np.uint64)
+
+    def run(cols=D):
+        fold.set_box_block(0, origin[:cols])
+        fold.fold_device(X.data_ptr(), "float32", T, cols, X.stride(0), X.stride(1))
+        ids[...] = 0
+        assert fold.finish_ids(ids) == _core.STATUS_OK
+
+    t_box = timed(run)
+    print("box ids", t_box, "s", X.numel() * 4 / t_box / 1e12, "TB/s", flush=True)
+    # bit for bit against the CPU kernel on the first 8192 columns
+    cols = min(8192, D)
+    run(cols)
+    cpu = np.zeros_like(ids)
+    host = np.ascontiguousarray(X[:, :cols].cpu().numpy())
+    assert _core.fold_box_ids(host, 0, origin[:cols], eps0, n_scales, ks, cpu) == _core.STATUS_OK
+    equal = bool(np.array_equal(ids, cpu))
+    t_all = timed(lambda: fd.box_counts(X, n_scales=n_scales), repeat=1)
+    return {"t_box": t_box, "t_box_all": t_all, "box_ids_equal": equal}
+
+
+def pairwise(args):
+    """Gram fold vs torch.matmul float32 (TF32 off) on the same weight-like data; accuracy of
+    the distances against a float64 reference."""
+    T, D = args.T, 1 << args.log2_D_pair
+    X = weight_like_gpu(T, D, 1e-3, seed=4)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    t_mm = timed(lambda: torch.matmul(X, X.T), repeat=args.repeat)
+    fold = _core.GpuFold("gram", 0, T, memory_limit=1 << 30)
+    G = np.zeros((T, T))
+
+    def gram():
+        fold.fold_device(X.data_ptr(), "float32", T, D, X.stride(0), X.stride(1))
+        fold.synchronize()
+
+    t_gram = timed(gram, repeat=args.repeat)
+    fold.finish(G)  # drop the timed runs' sums
+    t_all = timed(lambda: fd.pairwise_sqdist(X), repeat=1)
+    ours = fd.pairwise_sqdist(X)
+    # float64 reference on the device, centred like the kernel (exact algebra, float64 rounding)
+    Xd = X.double()
+    Xd -= Xd.mean(0)
+    Gd = Xd @ Xd.T
+    del Xd
+    dg = Gd.diagonal()
+    ref = (dg[:, None] + dg[None, :] - 2.0 * Gd).clamp_min(0.0).cpu().numpy()
+    Xc = X - X.mean(0)
+    G32 = (Xc @ Xc.T).double()
+    d32 = G32.diagonal()
+    t32 = (d32[:, None] + d32[None, :] - 2.0 * G32).clamp_min(0.0).cpu().numpy()
+    off = ~np.eye(T, dtype=bool)
+    err = float(np.max(np.abs(ours - ref)[off] / ref[off]))
+    err32 = float(np.max(np.abs(t32 - ref)[off] / ref[off]))
+    print("pairwise", {"t_gram": t_gram, "t_mm32": t_mm, "err": err, "err32": err32}, flush=True)
+    return {"t_gram": t_gram, "t_mm32": t_mm, "t_pair_all": t_all, "err_pair": err,
+            "err_pair_torch32": err32}
+
+
 def weight_like_gpu(T, D, step, seed):
     g = torch.Generator(device="cuda").manual_seed(seed)
     X = torch.randn(T, D, device="cuda", generator=g).mul_(step)
@@ -107,6 +187,7 @@ def main():
     ap.add_argument("--T", type=int, default=4096)
     ap.add_argument("--log2-D", type=int, default=20)
     ap.add_argument("--log2-D-host", type=int, default=18)
+    ap.add_argument("--log2-D-pair", type=int, default=18)
     ap.add_argument("--out", default=None)
     ap.add_argument("--repeat", type=int, default=2, help="timed runs of each torch baseline")
     args = ap.parse_args()
@@ -151,7 +232,13 @@ def main():
     res.update(t_ours=t_ours, t_torch32=t_t32, t_torch64=t_t64, nbytes=nbytes)
     print("resident", {k: res[k] for k in ("t_ours", "t_torch32", "t_torch64",
                                            "agree_big_vs_torch64")}, flush=True)
+    # ---- box counting, 16 scales, same array: the id pass -------------------------------------
+    res.update(box_counting(X, args))
     del X
+    torch.cuda.empty_cache()
+
+    # ---- pairwise squared distances ------------------------------------------------------------
+    res.update(pairwise(args))
     torch.cuda.empty_cache()
 
     # ---- from pinned host memory ---------------------------------------------------------------
@@ -189,6 +276,18 @@ def main():
          f"{100 * effh / res['h2d_Bps']:.0f}% of H2D", ">=70%"),
         ("big-run agreement vs torch f64 / host vs CPU",
          f"{res['agree_big_vs_torch64']:.1e} / {res['agree_host_vs_cpu']:.1e}", "", ""),
+        (f"box ids GPU-resident T={args.T} D=2^{args.log2_D} f32, 16 scales",
+         f"{res['t_box'] * 1e3:.1f} ms, {nbytes / res['t_box'] / 1e12:.2f} TB/s",
+         f"{100 * nbytes / res['t_box'] / res['copy_Bps']:.0f}% of copy", ">=50%"),
+        ("  box_counts end-to-end (min/max, ids, counting)", f"{res['t_box_all'] * 1e3:.0f} ms",
+         "ids == CPU" if res["box_ids_equal"] else "ids DIFFER", ""),
+        (f"pairwise T={args.T} D=2^{args.log2_D_pair} f32: Gram fold",
+         f"{res['t_gram'] * 1e3:.0f} ms", f"{res['t_mm32'] / res['t_gram']:.2f}x torch f32",
+         ">=0.5x"),
+        ("  torch.matmul f32 (TF32 off) / pairwise_sqdist",
+         f"{res['t_mm32'] * 1e3:.0f} ms / {res['t_pair_all'] * 1e3:.0f} ms", "", ""),
+        ("  distances vs float64: ours / torch f32",
+         f"{res['err_pair']:.1e} / {res['err_pair_torch32']:.1e}", "max rel err", "<=1e-9"),
     ]
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     print("\n== fractaldiff GPU benchmark ==")
@@ -198,6 +297,8 @@ def main():
         with open(args.out, "w") as f:
             json.dump(res, f, indent=1)
     assert res["err_ours"] <= 1e-6, res["err_ours"]
+    assert res["box_ids_equal"], "GPU box ids differ from the CPU kernel's"
+    assert res["err_pair"] <= 1e-9, res["err_pair"]
 
 
 if __name__ == "__main__":

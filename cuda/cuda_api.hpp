@@ -37,7 +37,7 @@ class CudaOutOfMemory : public std::runtime_error {
 
 /// Which fold a GpuFold computes; the accumulators are exactly those of the CPU kernels
 /// (fractaldiff/api.hpp KernelTable), so CPU and GPU partial results merge by addition.
-enum class FoldKind : int { msd_fft = 0, msd_lags = 1, displacement = 2 };
+enum class FoldKind : int { msd_fft = 0, msd_lags = 1, displacement = 2, box_ids = 3, gram = 4 };
 
 /// Device-side fold of column blocks into float64 accumulators.
 ///
@@ -46,7 +46,15 @@ enum class FoldKind : int { msd_fft = 0, msd_lags = 1, displacement = 2 };
 /// of one column sub-block overlapping the kernel of the previous one. finish() waits, adds the
 /// device accumulators into the caller's host arrays (same layout as the CPU kernels), resets
 /// them and returns a Status. Device memory used (staging, workspace, accumulators) stays within
-/// memory_limit bytes; pinned host staging is bounded by the same number.
+/// memory_limit bytes; pinned host staging is bounded by the same number. The one exception is
+/// the (T, T) float64 matrix of the gram kind: it is the result itself (as large as the host
+/// array it is added into) and is not counted.
+///
+/// box_ids: call configure_box() once after construction and set_box_block() before each
+/// fold_device/fold_host call (it names the global index of the block's first column and the
+/// block's per-column origins); finish_ids() adds the (T, n_scales, 2) id sums (mod 2^64).
+/// gram: finish(G) adds the centred Gram matrix of the folded columns into the lower triangle
+/// (j <= i) of the host (T, T) array G (the strict upper triangle receives scratch values).
 class GpuFold {
  public:
   GpuFold(FoldKind kind, int device, int64_t n_rows, int64_t n_direct,
@@ -60,6 +68,14 @@ class GpuFold {
   /// Add the accumulators into out0 (power | lag sums | squared displacements), out1 (sqnorm,
   /// msd_fft only) and out2 (direct, msd_fft only); returns kOk or kNonFinite.
   int finish(double* out0, double* out1, double* out2);
+  /// box_ids only: scales, key seed and 1/eps0 (computed by the caller as on the CPU).
+  void configure_box(int n_scales, uint64_t key_seed, double inv_eps0);
+  /// box_ids only: the next folded block starts at global column col_start; origin holds its
+  /// n_cols per-column origins (copied, stream-ordered after the kernels already issued).
+  void set_box_block(int64_t col_start, const double* origin, int64_t n_cols);
+  /// box_ids only: wait, add the id sums into ids (T, n_scales, 2) mod 2^64, reset; returns kOk
+  /// or kOutOfRange (a quantized coordinate fell outside [0, 2^31), or NaN).
+  int finish_ids(uint64_t* ids);
   /// Wait until every kernel and copy issued so far is done (device inputs may then be freed).
   void synchronize();
   /// Bytes of device memory this fold holds now.
@@ -70,6 +86,12 @@ class GpuFold {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+/// Per-column minimum and maximum of a (T, B) matrix in device memory on `device` (any strides)
+/// into the host arrays mins/maxs (B each), as the CPU box_minmax kernel computes them; at most
+/// memory_limit bytes of device memory are used. Returns kOk or kNonFinite.
+int box_minmax_device(int device, const StridedMatrix& x, double* mins, double* maxs,
+                      int64_t memory_limit);
 
 /// Copy columns c0..c0+w-1 of a host matrix (any strides) into a contiguous (T, w) buffer of the
 /// same dtype, with OpenMP threads (cuda/host_pack.cpp; used to fill the pinned staging buffers).

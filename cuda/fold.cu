@@ -1,5 +1,6 @@
 // Host side of the CUDA folds (GpuFold): device accumulators, launch configuration, and the
-// pinned, double-buffered host->device streaming of column blocks.
+// pinned, double-buffered host->device streaming of column blocks (shared by every fold kind:
+// MSD, selected lags, displacement, box ids and the centred Gram matrix).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -8,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "box_kernels.cuh"
 #include "cuda_api.hpp"
 #include "cuda_check.hpp"
 #include "fractaldiff/hd_common.hpp"
+#include "gram_kernels.cuh"
 #include "msd_kernels.cuh"
 
 
@@ -76,6 +79,21 @@ int grid_cap(int64_t want, int64_t cap) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(want, cap)));
 }
 
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// x's data must be device (or managed) memory on device dev.
+void check_device_pointer(const void* p, int dev) {
+  cudaPointerAttributes at;
+  const cudaError_t e = cudaPointerGetAttributes(&at, p);
+  if (e != cudaSuccess || (at.type != cudaMemoryTypeDevice && at.type != cudaMemoryTypeManaged)) {
+    (void)cudaGetLastError();
+    throw std::invalid_argument("x's data pointer is not CUDA device memory");
+  }
+  if (at.device != dev)
+    throw std::invalid_argument("x lives on CUDA device " + std::to_string(at.device) +
+                                ", this fold runs on device " + std::to_string(dev));
+}
+
 }  // namespace
 
 struct GpuFold::Impl {
@@ -89,8 +107,14 @@ struct GpuFold::Impl {
   cudaStream_t compute = nullptr, copy = nullptr;
   cudaEvent_t h2d_done[2] = {nullptr, nullptr}, consumed[2] = {nullptr, nullptr};
   DevBuf acc, part, tw, status, d_lags, gwork, stage[2];
+  DevBuf d_origin, means, gpart;  // box ids: origins; gram: column means, K-split partials
   PinnedBuf pinned[2];
   int64_t acc_len = 0, stage_bytes = 0;
+  // box ids
+  int n_scales = 0;
+  uint64_t key_seed = 0;
+  double inv_eps0 = 1.0;
+  int64_t box_col_start = 0, box_cols = -1;
 
   ~Impl() {
     if (compute) cudaStreamSynchronize(compute);
@@ -105,7 +129,15 @@ struct GpuFold::Impl {
 
   int64_t fixed_bytes() const {
     return static_cast<int64_t>(acc.bytes + part.bytes + tw.bytes + status.bytes + d_lags.bytes +
-                                gwork.bytes);
+                                gwork.bytes + d_origin.bytes + means.bytes + gpart.bytes);
+  }
+
+  /// Throw CudaOutOfMemory when `need` bytes exceed memory_limit.
+  void require_budget(int64_t need, const std::string& what) const {
+    if (need > memory_limit)
+      throw CudaOutOfMemory("fractaldiff CUDA: memory_limit=" + std::to_string(memory_limit) +
+                            " bytes is too small for " + what + " (needs about " +
+                            std::to_string(need) + " bytes); raise memory_limit");
   }
 
   // ---- launches --------------------------------------------------------------------------
@@ -235,7 +267,118 @@ struct GpuFold::Impl {
     }
   }
 
-  void launch(const StridedMatrix& x) {
+  template <class S, int NS>
+  void run_box(kern::BoxArgs a, int64_t n_rows) {
+    using namespace kern;
+    const int64_t max_y = 65535;
+    const int64_t row_tiles = ceil_div(n_rows, kBoxRows);
+    // columns per block: enough blocks to fill the GPU (8 per SM), whole key chunks
+    const int64_t want_cols = std::max<int64_t>(1, 8LL * sm_count / std::max<int64_t>(1, row_tiles));
+    int64_t cpb = ceil_div(ceil_div(a.B, want_cols), kBoxKeyChunk) * kBoxKeyChunk;
+    a.cols_per_block = cpb;
+    const int64_t gx = ceil_div(a.B, cpb);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += max_y * kBoxRows) {
+      a.row_base = r0;
+      const int64_t gy = std::min(max_y, ceil_div(n_rows - r0, kBoxRows));
+      dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+      box_ids_kernel<S, NS><<<grid, kBoxRows, 0, compute>>>(a);
+      FD_CUDA_CHECK_LAUNCH("box_ids_kernel");
+    }
+  }
+
+  template <class S>
+  void launch_box(const StridedMatrix& x, int64_t c_off) {
+    using namespace kern;
+    if (n_scales == 0) throw std::logic_error("GpuFold(box_ids): configure_box() was not called");
+    if (box_cols < 0 || c_off + x.n_cols > box_cols)
+      throw std::invalid_argument("GpuFold(box_ids): set_box_block() gave " +
+                                  std::to_string(std::max<int64_t>(0, box_cols)) +
+                                  " origins for a block of " + std::to_string(c_off + x.n_cols) +
+                                  " columns");
+    BoxArgs a;
+    a.x = x.data;
+    a.T = x.n_rows;
+    a.B = x.n_cols;
+    a.rs = x.row_stride;
+    a.cs = x.col_stride;
+    a.origin = d_origin.as<double>() + c_off;
+    a.col_start = box_col_start + c_off;
+    a.inv_eps0 = inv_eps0;
+    a.n_scales = n_scales;
+    a.key_seed = key_seed;
+    a.ids = acc.as<unsigned long long>();
+    a.status = status.as<int>();
+    if (n_scales <= 8) {
+      run_box<S, 8>(a, x.n_rows);
+    } else if (n_scales <= 16) {
+      run_box<S, 16>(a, x.n_rows);
+    } else {
+      run_box<S, 31>(a, x.n_rows);
+    }
+  }
+
+  template <class S>
+  void launch_gram(const StridedMatrix& x) {
+    using namespace kern;
+    const int64_t B = x.n_cols;
+    if (static_cast<int64_t>(means.bytes) < B * 8) {
+      FD_CUDA_CHECK(cudaStreamSynchronize(compute));  // the old buffer may still be read
+      means.alloc(static_cast<size_t>(B * 8), "the column means");
+    }
+    column_means_kernel<S><<<grid_cap(ceil_div(B, 256), 8LL * sm_count), 256, 0, compute>>>(
+        static_cast<const S*>(x.data), T, B, x.row_stride, x.col_stride, means.as<double>(),
+        status.as<int>());
+    FD_CUDA_CHECK_LAUNCH("column_means_kernel");
+    const int64_t nt = ceil_div(T, kGramTile);
+    const int64_t tiles = nt * (nt + 1) / 2;
+    if (tiles > 0x7fffffffLL)
+      throw std::invalid_argument("T=" + std::to_string(T) + " is too large for the GPU Gram "
+                                  "kernel's grid");
+    // K-splits fill the GPU when there are fewer tiles than SMs (one block per SM): each split
+    // sums a column range into its own (T, T) partial, added into G in order afterwards
+    const int64_t gsize = T * T;
+    int64_t splits = std::min<int64_t>({ceil_div(2LL * sm_count, tiles), 16,
+                                        std::max<int64_t>(1, B / 1024)});
+    if (splits > 1) {
+      const int64_t used = fixed_bytes() - static_cast<int64_t>(acc.bytes + gpart.bytes) +
+                           2 * stage_bytes;
+      splits = std::min<int64_t>(splits, (memory_limit - used) / (gsize * 8));
+    }
+    GramArgs a;
+    a.x = x.data;
+    a.T = T;
+    a.B = B;
+    a.rs = x.row_stride;
+    a.cs = x.col_stride;
+    a.mean = means.as<double>();
+    if (splits > 1) {
+      if (static_cast<int64_t>(gpart.bytes) < splits * gsize * 8) {
+        FD_CUDA_CHECK(cudaStreamSynchronize(compute));
+        gpart.alloc(static_cast<size_t>(splits * gsize * 8), "the Gram K-split partial sums");
+      }
+      FD_CUDA_CHECK(cudaMemsetAsync(gpart.p, 0, static_cast<size_t>(splits * gsize * 8),
+                                    compute));
+      a.out = gpart.as<double>();
+      a.split_stride = gsize;
+    } else {
+      splits = 1;
+      a.out = acc.as<double>();
+      a.split_stride = 0;
+    }
+    a.cols_per_split = ceil_div(ceil_div(B, splits), kGramK) * kGramK;
+    splits = ceil_div(B, a.cols_per_split);
+    dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
+    gram_kernel<S><<<grid, kGramThreads, 0, compute>>>(a);
+    FD_CUDA_CHECK_LAUNCH("gram_kernel");
+    if (a.out != acc.as<double>()) {
+      add_splits_kernel<<<grid_cap(ceil_div(gsize, 256), 8LL * sm_count), 256, 0, compute>>>(
+          gpart.as<double>(), gsize, static_cast<int>(splits), gsize, acc.as<double>());
+      FD_CUDA_CHECK_LAUNCH("add_splits_kernel");
+    }
+  }
+
+  /// Fold x, whose first column is column c_off of the block passed to fold_device/fold_host.
+  void launch(const StridedMatrix& x, int64_t c_off = 0) {
     if (x.n_cols == 0) return;
     if (x.n_rows != T)
       throw std::invalid_argument("x has " + std::to_string(x.n_rows) +
@@ -250,6 +393,12 @@ struct GpuFold::Impl {
         break;
       case FoldKind::displacement:
         f32 ? launch_displacement<float>(x) : launch_displacement<double>(x);
+        break;
+      case FoldKind::box_ids:
+        f32 ? launch_box<float>(x, c_off) : launch_box<double>(x, c_off);
+        break;
+      case FoldKind::gram:
+        f32 ? launch_gram<float>(x) : launch_gram<double>(x);
         break;
     }
   }
@@ -318,7 +467,7 @@ struct GpuFold::Impl {
       blk.n_cols = w;
       blk.row_stride = w;
       blk.col_stride = 1;
-      launch(blk);
+      launch(blk, c0);
       FD_CUDA_CHECK(cudaEventRecord(consumed[k], compute));
     }
     // the caller's memory may go away after we return: direct copies must be complete
@@ -394,9 +543,21 @@ GpuFold::GpuFold(FoldKind kind, int device, int64_t n_rows, int64_t n_direct,
       if (ref < 0 || ref >= n_rows) throw std::invalid_argument("ref is outside [0, T)");
       s.acc_len = s.T;
       break;
+    case FoldKind::box_ids:
+      s.acc_len = 0;  // (T, n_scales, 2) uint64 sums, allocated by configure_box()
+      break;
+    case FoldKind::gram:
+      // the staging of two columns must fit; the (T, T) result is not counted (see cuda_api.hpp)
+      s.require_budget(4 * n_rows * 8 + (1 << 16), "staging the Gram matrix's column blocks of T=" +
+                                                       std::to_string(n_rows));
+      if (n_rows > (int64_t(1) << 31) / 8)
+        throw std::invalid_argument("T=" + std::to_string(n_rows) + " is too large for a (T, T) "
+                                    "Gram matrix");
+      s.acc_len = n_rows * n_rows;
+      break;
   }
   s.acc.alloc(static_cast<size_t>(std::max<int64_t>(1, s.acc_len)) * sizeof(double),
-              "the accumulators");
+              kind == FoldKind::gram ? "the (T, T) Gram matrix" : "the accumulators");
   FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
   s.status.alloc(sizeof(int), "the status flag");
   FD_CUDA_CHECK(cudaMemset(s.status.p, 0, sizeof(int)));
@@ -407,17 +568,7 @@ GpuFold::~GpuFold() = default;
 void GpuFold::fold_device(const StridedMatrix& x) {
   Impl& s = *impl_;
   FD_CUDA_CHECK(cudaSetDevice(s.dev));
-  {
-    cudaPointerAttributes at;
-    const cudaError_t e = cudaPointerGetAttributes(&at, x.data);
-    if (e != cudaSuccess || (at.type != cudaMemoryTypeDevice && at.type != cudaMemoryTypeManaged)) {
-      (void)cudaGetLastError();
-      throw std::invalid_argument("x's data pointer is not CUDA device memory");
-    }
-    if (at.device != s.dev)
-      throw std::invalid_argument("x lives on CUDA device " + std::to_string(at.device) +
-                                  ", this fold runs on device " + std::to_string(s.dev));
-  }
+  check_device_pointer(x.data, s.dev);
   // whatever produced x (PyTorch or another library, on its own streams) must be finished
   FD_CUDA_CHECK(cudaDeviceSynchronize());
   s.launch(x);
@@ -430,6 +581,8 @@ void GpuFold::fold_host(const StridedMatrix& x) {
 
 int GpuFold::finish(double* out0, double* out1, double* out2) {
   Impl& s = *impl_;
+  if (s.kind == FoldKind::box_ids)
+    throw std::logic_error("GpuFold(box_ids): use finish_ids()");
   FD_CUDA_CHECK(cudaSetDevice(s.dev));
   FD_CUDA_CHECK(cudaStreamSynchronize(s.copy));
   FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));
@@ -457,16 +610,128 @@ int GpuFold::finish(double* out0, double* out1, double* out2) {
       break;
     case FoldKind::msd_lags:
     case FoldKind::displacement:
+    case FoldKind::gram:
       add(out0, h.data(), s.acc_len);
       break;
+    case FoldKind::box_ids:
+      break;
+  }
+  // gram: the strict upper triangle is scratch (may hold anything); judge the diagonal only
+  if (s.kind == FoldKind::gram) {
+    finite = true;
+    for (int64_t i = 0; i < s.T; ++i) finite &= static_cast<bool>(std::isfinite(out0[i * s.T + i]));
   }
   return (flag || !finite) ? kNonFinite : kOk;
+}
+
+void GpuFold::configure_box(int n_scales, uint64_t key_seed, double inv_eps0) {
+  Impl& s = *impl_;
+  if (s.kind != FoldKind::box_ids)
+    throw std::logic_error("configure_box() applies to GpuFold(box_ids) only");
+  if (n_scales < 1 || n_scales > 31) throw std::invalid_argument("n_scales must be in [1, 31]");
+  if (!(inv_eps0 > 0.0) || !std::isfinite(inv_eps0))
+    throw std::invalid_argument("1/eps0 must be a finite number > 0");
+  const int64_t ids_bytes = s.T * n_scales * 16;
+  s.require_budget(ids_bytes + 4 * s.T * 8 + (1 << 16),
+                   "the box-id sums of T=" + std::to_string(s.T) + " snapshots and " +
+                       std::to_string(n_scales) + " scales plus two staging columns");
+  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));
+  s.n_scales = n_scales;
+  s.key_seed = key_seed;
+  s.inv_eps0 = inv_eps0;
+  s.acc_len = s.T * n_scales * 2;
+  s.acc.alloc(static_cast<size_t>(ids_bytes), "the box-id sums");
+  FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
+}
+
+void GpuFold::set_box_block(int64_t col_start, const double* origin, int64_t n_cols) {
+  Impl& s = *impl_;
+  if (s.kind != FoldKind::box_ids)
+    throw std::logic_error("set_box_block() applies to GpuFold(box_ids) only");
+  if (col_start < 0 || n_cols < 0)
+    throw std::invalid_argument("col_start and the number of origins must be >= 0");
+  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  if (static_cast<int64_t>(s.d_origin.bytes) < n_cols * 8) {
+    FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));  // kernels may still read the old one
+    s.d_origin.alloc(static_cast<size_t>(n_cols * 8), "the box origins");
+  }
+  // stream-ordered after the kernels that read the previous origins; a pageable source is
+  // staged before cudaMemcpyAsync returns, so the caller may reuse `origin` at once
+  if (n_cols > 0)
+    FD_CUDA_CHECK(cudaMemcpyAsync(s.d_origin.p, origin, static_cast<size_t>(n_cols * 8),
+                                  cudaMemcpyHostToDevice, s.compute));
+  s.box_col_start = col_start;
+  s.box_cols = n_cols;
+}
+
+int GpuFold::finish_ids(uint64_t* ids) {
+  Impl& s = *impl_;
+  if (s.kind != FoldKind::box_ids) throw std::logic_error("finish_ids() applies to box_ids only");
+  if (s.n_scales == 0) throw std::logic_error("GpuFold(box_ids): configure_box() was not called");
+  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  FD_CUDA_CHECK(cudaStreamSynchronize(s.copy));
+  FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));
+  std::vector<uint64_t> h(static_cast<size_t>(s.acc_len));
+  int flag = 0;
+  FD_CUDA_CHECK(cudaMemcpy(h.data(), s.acc.p, static_cast<size_t>(s.acc_len) * 8,
+                           cudaMemcpyDeviceToHost));
+  FD_CUDA_CHECK(cudaMemcpy(&flag, s.status.p, sizeof(int), cudaMemcpyDeviceToHost));
+  FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
+  FD_CUDA_CHECK(cudaMemset(s.status.p, 0, sizeof(int)));
+  for (int64_t i = 0; i < s.acc_len; ++i) ids[i] += h[static_cast<size_t>(i)];  // mod 2^64
+  return flag ? kOutOfRange : kOk;
 }
 
 void GpuFold::synchronize() {
   FD_CUDA_CHECK(cudaSetDevice(impl_->dev));
   FD_CUDA_CHECK(cudaStreamSynchronize(impl_->copy));
   FD_CUDA_CHECK(cudaStreamSynchronize(impl_->compute));
+}
+
+int box_minmax_device(int device, const StridedMatrix& x, double* mins, double* maxs,
+                      int64_t memory_limit) {
+  if (x.n_cols == 0) return kOk;
+  if (x.n_rows < 1) throw std::invalid_argument("x must have at least one row");
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count) {
+    (void)cudaGetLastError();
+    throw CudaError("device='cuda': CUDA device " + std::to_string(device) + " is not usable");
+  }
+  FD_CUDA_CHECK(cudaSetDevice(device));
+  check_device_pointer(x.data, device);
+  int sm_count = 1;
+  FD_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+  // whatever produced x (PyTorch or another library, on its own streams) must be finished
+  FD_CUDA_CHECK(cudaDeviceSynchronize());
+  const int64_t width = std::max<int64_t>(1, std::min<int64_t>(x.n_cols, memory_limit / 32));
+  DevBuf lo, hi, flag;
+  lo.alloc(static_cast<size_t>(width * 8), "the column minima");
+  hi.alloc(static_cast<size_t>(width * 8), "the column maxima");
+  flag.alloc(sizeof(int), "the status flag");
+  FD_CUDA_CHECK(cudaMemset(flag.p, 0, sizeof(int)));
+  const size_t item = item_size(x.dtype);
+  for (int64_t c0 = 0; c0 < x.n_cols; c0 += width) {
+    const int64_t w = std::min(width, x.n_cols - c0);
+    const void* base = static_cast<const char*>(x.data) + c0 * x.col_stride * static_cast<int64_t>(item);
+    const int grid = grid_cap(ceil_div(w, 256), 16LL * sm_count);
+    if (x.dtype == DType::f32) {
+      kern::box_minmax_kernel<float><<<grid, 256>>>(static_cast<const float*>(base), x.n_rows, w,
+                                                    x.row_stride, x.col_stride, lo.as<double>(),
+                                                    hi.as<double>(), flag.as<int>());
+    } else {
+      kern::box_minmax_kernel<double><<<grid, 256>>>(static_cast<const double*>(base), x.n_rows,
+                                                     w, x.row_stride, x.col_stride,
+                                                     lo.as<double>(), hi.as<double>(),
+                                                     flag.as<int>());
+    }
+    FD_CUDA_CHECK_LAUNCH("box_minmax_kernel");
+    FD_CUDA_CHECK(cudaMemcpy(mins + c0, lo.p, static_cast<size_t>(w * 8), cudaMemcpyDeviceToHost));
+    FD_CUDA_CHECK(cudaMemcpy(maxs + c0, hi.p, static_cast<size_t>(w * 8), cudaMemcpyDeviceToHost));
+  }
+  int status = 0;
+  FD_CUDA_CHECK(cudaMemcpy(&status, flag.p, sizeof(int), cudaMemcpyDeviceToHost));
+  return status ? kNonFinite : kOk;
 }
 
 int64_t GpuFold::device_bytes() const {

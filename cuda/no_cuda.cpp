@@ -27,8 +27,12 @@ GpuFold::~GpuFold() = default;
 void GpuFold::fold_device(const StridedMatrix&) { no_cuda(); }
 void GpuFold::fold_host(const StridedMatrix&) { no_cuda(); }
 int GpuFold::finish(double*, double*, double*) { no_cuda(); }
+void GpuFold::configure_box(int, uint64_t, double) { no_cuda(); }
+void GpuFold::set_box_block(int64_t, const double*, int64_t) { no_cuda(); }
+int GpuFold::finish_ids(uint64_t*) { no_cuda(); }
 void GpuFold::synchronize() { no_cuda(); }
 int64_t GpuFold::device_bytes() const { return 0; }
+int box_minmax_device(int, const StridedMatrix&, double*, double*, int64_t) { no_cuda(); }
 void pack_columns(const StridedMatrix&, int64_t, int64_t, char*) { no_cuda(); }
 
 }  // namespace cuda

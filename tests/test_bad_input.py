@@ -126,6 +126,23 @@ def test_unknown_option_and_device(X):
             fd.displacement(X, device="cuda")
 
 
+@pytest.mark.parametrize("name", ["box_counts", "box_counting_dimension", "pairwise_sqdist",
+                                  "centered_gram", "correlation_dimension", "trajectory_pca"])
+def test_device_option_of_fractal_analyses(X, name):
+    func = getattr(fd, name)
+    with pytest.raises(ValueError, match="device must be"):
+        func(X, device="tpu")
+    from fractaldiff._gpu import cuda_usable
+
+    if not cuda_usable()[0]:  # a clear error naming the argument (and the function computing)
+        with pytest.raises(RuntimeError, match=r"(_counts|_dimension|_sqdist|_gram|_pca)"
+                                               r"\(device='cuda'\).*(without CUDA|no CUDA)"):
+            func(X, device="cuda")
+    dask = pytest.importorskip("dask.array")
+    with pytest.raises(ValueError, match="does not take dask arrays"):
+        func(dask.from_array(np.asarray(X), chunks=(-1, 2)), device="cuda")
+
+
 def test_torch_gpu_and_complex_tensors(X):
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="complex"):

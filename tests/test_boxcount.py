@@ -154,8 +154,13 @@ def test_bad_input(func):
         func(X, n_grids=0)
     with pytest.raises(TypeError, match="unexpected keyword"):
         func(X, bogus=1)
-    with pytest.raises(ValueError, match="no CUDA kernel"):
-        func(X, device="cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        func(X, device="gpu")
+    from fractaldiff._gpu import cuda_usable
+
+    if not cuda_usable()[0]:  # a clear error naming the argument, never a crash
+        with pytest.raises(RuntimeError, match=r"device='cuda'.*(without CUDA|no CUDA device)"):
+            func(X, device="cuda")
     Y = X.astype(np.float32)
     Y[4, 3] = np.nan
     with pytest.raises(ValueError, match="t=4, parameter d=3"):

@@ -177,7 +177,15 @@ def test_bad_input(rng):
             func(Y)
         with pytest.raises(TypeError, match="unexpected keyword"):
             func(X, bogus=1)
-    with pytest.raises(ValueError, match="no CUDA kernel"):
-        fd.pairwise_sqdist(X, device="cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        fd.pairwise_sqdist(X, device="gpu")
+    from fractaldiff._gpu import cuda_usable
+
+    if not cuda_usable()[0]:  # a clear error naming the argument, never a crash
+        for func in (fd.pairwise_sqdist, fd.centered_gram, fd.correlation_dimension,
+                     fd.trajectory_pca):
+            with pytest.raises(RuntimeError,
+                               match=r"device='cuda'.*(without CUDA|no CUDA device)"):
+                func(X, device="cuda")
     with pytest.raises(ValueError, match="too large"):
         fd.pairwise_sqdist(np.array([[1e300, 0.0], [-1e300, 0.0]]))

@@ -1,7 +1,8 @@
 """GPU-only checks: CPU/GPU agreement (hypothesis), device-array inputs (torch CUDA tensors,
 __cuda_array_interface__), host streaming through pinned buffers, merging CPU and GPU partial
-sums, 64-bit offsets, errors. Every test here carries the `gpu` marker and skips without a usable
-GPU, unless FRACTALDIFF_REQUIRE_GPU=1 (then it fails)."""
+sums, 64-bit offsets, errors; for the MSD folds, box counting (ids bit for bit) and the centred
+Gram matrix (pairwise distances against scipy's float64 pdist). Every test here carries the `gpu`
+marker and skips without a usable GPU, unless FRACTALDIFF_REQUIRE_GPU=1 (then it fails)."""
 
 import numpy as np
 import pytest
@@ -245,6 +246,9 @@ def test_offsets_beyond_32_bits():
     np.testing.assert_allclose(fd.msd(view, lags=[2]), msd_direct(ref, [2]), rtol=1e-12)
     np.testing.assert_allclose(fd.displacement(view, ref=2), displacement_direct(ref, 2),
                                rtol=1e-12)
+    np.testing.assert_array_equal(box_ids(view, "cuda", src=ref), box_ids(ref, "cpu"))
+    np.testing.assert_allclose(fd.centered_gram(view), fd.centered_gram(ref), rtol=1e-10,
+                               atol=1e-12)
     del base
 
 
@@ -252,3 +256,227 @@ def test_device_name_and_self_test():
     require_cuda()
     assert _core.cuda_self_test() == ""
     assert "sm_" in _core.cuda_device_name(0)
+
+
+# ---- box counting: the GPU gives the CPU's box ids bit for bit --------------------------------
+
+
+def box_ids(X, where, *, n_scales=16, seed=0, grid=0, limit=512 << 20, src=None):
+    """Box-id sums (T, n_scales, 2) of one grid, on the CPU (from the host copy ``src``, default
+    X) or the GPU (from X as given: host array, torch CUDA tensor, ...), same origins."""
+    from fractaldiff import boxcount as bc
+    from fractaldiff._folds import prepare_input
+
+    host, t, d, _ = prepare_input(np.asarray(X) if src is None else src, 1, "box counting", 0)
+    mins, maxs = bc._column_ranges(host, d, 0, "test", limit, None)
+    span = float(np.max(maxs - mins))
+    eps0 = span / 2.0**20 if span > 0 else 1.0
+    coarsest = eps0 * 2.0 ** (n_scales - 1)
+    return bc._grid_ids(host if where == "cpu" else X, where, 0, mins, coarsest=coarsest,
+                        seed=seed, grid=grid, eps0=eps0, n_scales=n_scales, nt=0, func="test",
+                        limit=limit, progress=None)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(matrices(), st.integers(1, 31), st.integers(0, 2**32), st.integers(0, 3))
+def test_box_ids_bit_for_bit_on_random_inputs(X, n_scales, seed, grid):
+    require_cuda()
+    cpu = box_ids(X, "cpu", n_scales=n_scales, seed=seed, grid=grid)
+    gpu = box_ids(X, "cuda", n_scales=n_scales, seed=seed, grid=grid)
+    np.testing.assert_array_equal(gpu, cpu)
+
+
+@pytest.mark.parametrize("T,D", [(1, 1), (5, 3), (127, 255), (128, 256), (129, 257), (300, 3000),
+                                 (1000, 70)])
+@pytest.mark.parametrize("n_scales", [1, 8, 9, 16, 17, 31])
+def test_box_ids_bit_for_bit_across_tile_edges(T, D, n_scales):
+    # row tiles of 128 snapshots, column tiles of 32 and key chunks of 256, all three register
+    # variants (8, 16, 31 scales)
+    require_cuda()
+    X = weight_like(T, D, 1e-3, seed=T + D)
+    np.testing.assert_array_equal(box_ids(X, "cuda", n_scales=n_scales),
+                                  box_ids(X, "cpu", n_scales=n_scales))
+
+
+@pytest.mark.parametrize("func", [fd.box_counts, fd.box_counting_dimension])
+def test_box_counting_public_api_matches_cpu(func):
+    require_cuda()
+    from fractal_sets import embed, sierpinski
+
+    X = embed(sierpinski(20000, seed=1), 40, seed=2)
+    cpu = func(X, device="cpu", n_grids=2)
+    gpu = func(X, device="cuda", n_grids=2)
+    if func is fd.box_counts:
+        np.testing.assert_array_equal(gpu[0], cpu[0])
+        np.testing.assert_array_equal(gpu[1], cpu[1])
+    else:
+        assert gpu.dimension == cpu.dimension and gpu.window == cpu.window
+        np.testing.assert_array_equal(gpu.counts, cpu.counts)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "negative"])
+def test_box_ids_host_streaming_in_many_blocks(layout):
+    require_cuda()
+    X = weight_like(300, 3000, 1e-3, seed=2)
+    Y = {"C": X, "F": np.asfortranarray(X), "strided": X[:, ::2],
+         "negative": X[::-1, ::-1]}[layout]
+    np.testing.assert_array_equal(box_ids(Y, "cuda", limit=1 << 20),
+                                  box_ids(np.ascontiguousarray(Y), "cpu"))
+    np.testing.assert_array_equal(fd.box_counts(Y, device="cuda", memory_limit="1MiB")[1],
+                                  fd.box_counts(Y, device="cpu")[1])
+
+
+def test_box_ids_of_torch_cuda_tensors_any_strides_and_dtypes():
+    torch = require_torch_cuda()
+    X = weight_like(150, 300, 1e-3, seed=3, dtype=np.float64)
+    t = torch.from_numpy(X).cuda()
+    views = {
+        "contiguous": (t, X),
+        "column-major": (t.t().contiguous().t(), X),
+        "sliced": (t[::2, 3::3], X[::2, 3::3]),
+        "float32": (t.float(), X.astype(np.float32)),
+        "one column": (t[:, 7], X[:, 7:8]),
+        "bfloat16": (t.to(torch.bfloat16), t.to(torch.bfloat16).cpu().float().numpy()),
+        "int": (torch.arange(600, device="cuda").reshape(200, 3) % 7,
+                (np.arange(600).reshape(200, 3) % 7).astype(np.float64)),
+    }
+    for name, (view, ref) in views.items():
+        ref = np.ascontiguousarray(ref)
+        np.testing.assert_array_equal(box_ids(view, "cuda", src=ref), box_ids(ref, "cpu"),
+                                      err_msg=name)
+        np.testing.assert_array_equal(fd.box_counts(view, n_scales=12)[1],
+                                      fd.box_counts(ref, n_scales=12)[1], err_msg=name)
+
+    class Foreign:  # any producer of __cuda_array_interface__ (CuPy, Numba, ...)
+        def __init__(self, t):
+            self.__cuda_array_interface__ = t.__cuda_array_interface__
+            self._keep = t
+
+    np.testing.assert_array_equal(fd.box_counts(Foreign(t[:, ::3]))[1],
+                                  fd.box_counts(X[:, ::3])[1])
+
+
+def test_box_ids_merge_across_devices_and_blocks():
+    # CPU ids of the first columns + GPU ids of the rest (its own column offset) = CPU ids of all
+    require_cuda()
+    from fractaldiff.boxcount import grid_offsets, key_seed
+
+    X = weight_like(200, 600, 1e-3, seed=11)
+    mins = X.min(axis=0).astype(np.float64)
+    eps0 = float(np.max(X.max(axis=0) - mins)) / 2**18
+    origin = mins - grid_offsets(np.arange(600), eps0 * 2**15, 0, 0)
+    ks = key_seed(0, 0)
+    whole = np.zeros((200, 16, 2), dtype=np.uint64)
+    assert _core.fold_box_ids(X, 0, origin, eps0, 16, ks, whole) == _core.STATUS_OK
+    part = np.zeros_like(whole)
+    assert _core.fold_box_ids(np.ascontiguousarray(X[:, :37]), 0, origin[:37], eps0, 16, ks,
+                              part) == _core.STATUS_OK
+    fold = _core.GpuFold("box_ids", 0, 200, memory_limit=64 << 20)
+    fold.configure_box(16, ks, eps0)
+    fold.set_box_block(37, origin[37:400])
+    fold.fold_host(np.ascontiguousarray(X[:, 37:400]))
+    fold.set_box_block(400, origin[400:])
+    fold.fold_host(np.asfortranarray(X[:, 400:]))
+    assert fold.finish_ids(part) == _core.STATUS_OK
+    np.testing.assert_array_equal(part, whole)
+    # out-of-range quantization is reported, not wrapped
+    fold.set_box_block(0, origin[:10] + 1.0)
+    fold.fold_host(np.ascontiguousarray(X[:, :10]))
+    assert fold.finish_ids(np.zeros_like(whole)) == _core.STATUS_OUT_OF_RANGE
+
+
+def test_box_counting_device_errors():
+    torch = require_torch_cuda()
+    X = torch.randn(50, 10, device="cuda")
+    with pytest.raises(ValueError, match="device='cuda'"):
+        fd.box_counts(X, device="cpu")
+    X[17, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"nan at snapshot t=17, parameter d=3"):
+        fd.box_counts(X)
+    with pytest.raises(ValueError, match=r"nan at snapshot t=17, parameter d=3"):
+        fd.box_counts(X.cpu().numpy(), device="cuda")
+    big = torch.randn(20000, 4, device="cuda", dtype=torch.float64)
+    with pytest.raises(MemoryError, match="memory_limit"):
+        fd.box_counts(big, memory_limit="1MiB")
+    with pytest.raises(ValueError, match="cuda:5|only"):
+        fd.box_counts(np.zeros((4, 2)), device="cuda:5")
+
+
+# ---- pairwise squared distances and the centred Gram matrix -----------------------------------
+
+
+def assert_sqdist_float64_accurate(got, X):
+    from scipy.spatial.distance import pdist, squareform
+
+    Xf = np.asarray(X, dtype=np.float64)
+    Xf = Xf.reshape(Xf.shape[0], -1)
+    ref = squareform(pdist(Xf, "sqeuclidean")) if Xf.shape[0] > 1 else np.zeros((1, 1))
+    spread = np.sum((Xf - Xf.mean(axis=0)) ** 2, axis=1)
+    # the documented bound is relative to the spread about the mean (centred Gram)
+    atol = 1e-13 * (Xf.shape[1] / 2048 + 2048 + 3) * (spread[:, None] + spread[None, :] + 1e-300)
+    assert np.all(np.abs(got - ref) <= 1e-9 * ref + atol)
+    assert np.all(got == got.T) and np.all(np.diag(got) == 0) and np.all(got >= 0)
+
+
+@pytest.mark.parametrize("T,D", [(1, 1), (2, 3), (127, 9), (128, 1), (129, 1000), (300, 3000),
+                                 (301, 4097), (700, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pairwise_sqdist_equals_pdist_on_gpu(T, D, dtype):
+    # tiles of 128 rows, odd T (unpaired stores), K-splits for small T and D >= 2048
+    require_cuda()
+    X = weight_like(T, D, 1e-3, seed=T * D, dtype=dtype)
+    got = fd.pairwise_sqdist(X, device="cuda")
+    assert_sqdist_float64_accurate(got, X)
+    np.testing.assert_allclose(fd.centered_gram(X, device="cuda"),
+                               fd.centered_gram(X, device="cpu"), rtol=1e-10,
+                               atol=1e-12 * float(np.abs(fd.centered_gram(X)).max() + 1e-300))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(matrices())
+def test_pairwise_sqdist_gpu_on_random_inputs(X):
+    require_cuda()
+    assert_sqdist_float64_accurate(fd.pairwise_sqdist(X, device="cuda"), X)
+
+
+def test_gram_inputs_streaming_and_analyses():
+    torch = require_torch_cuda()
+    X = weight_like(260, 3001, 1e-3, seed=21, dtype=np.float64)
+    cpu = fd.centered_gram(X)
+    t = torch.from_numpy(X).cuda()
+    for name, (view, ref) in {
+        "contiguous": (t, X),
+        "column-major": (t.t().contiguous().t(), X),
+        "sliced": (t[::2, 3::3], X[::2, 3::3]),
+        "float32": (t.float(), X.astype(np.float32)),
+        "host, 1 MiB blocks": (np.asfortranarray(X), X),
+    }.items():
+        host = isinstance(view, np.ndarray)
+        got = fd.centered_gram(view, device="cuda", memory_limit="1MiB" if host else None)
+        want = cpu if ref is X else fd.centered_gram(ref)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max(),
+                                   err_msg=name)
+    from fractal_sets import embed, sierpinski
+
+    S = embed(sierpinski(3000, seed=3), 30, seed=4)
+    St = torch.from_numpy(S).cuda()
+    a, b = fd.correlation_dimension(S), fd.correlation_dimension(St)
+    assert abs(a.dimension - b.dimension) < 1e-6 and abs(a.takens - b.takens) < 1e-6
+    pa, pb = fd.trajectory_pca(S, 3), fd.trajectory_pca(St, 3)
+    np.testing.assert_allclose(pb.scores, pa.scores, rtol=1e-7, atol=1e-9)
+
+
+def test_gram_device_errors():
+    torch = require_torch_cuda()
+    X = torch.randn(50, 10, device="cuda")
+    with pytest.raises(ValueError, match="device='cuda'"):
+        fd.pairwise_sqdist(X, device="cpu")
+    X[17, 3] = float("inf")
+    for func in (fd.pairwise_sqdist, fd.centered_gram, fd.trajectory_pca):
+        with pytest.raises(ValueError, match=r"inf at snapshot t=17, parameter d=3"):
+            func(X)
+    with pytest.raises(ValueError, match="too large"):
+        fd.pairwise_sqdist(torch.tensor([[1e300, 0.0], [-1e300, 0.0]], device="cuda",
+                                        dtype=torch.float64))
+    with pytest.raises(MemoryError, match="memory_limit"):
+        fd.pairwise_sqdist(torch.randn(40000, 2, device="cuda"), memory_limit="1MiB")

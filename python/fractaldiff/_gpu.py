@@ -3,7 +3,10 @@
 The GPU computes exactly the accumulators of the CPU kernels (see :mod:`fractaldiff.diffusion`):
 a :class:`GpuAccumulator` wraps a CPU accumulator, folds column blocks on the device and, when
 flushed, adds the device sums into the CPU accumulator's arrays. So results are finished by the
-same ``result()`` code, and CPU and GPU partial results merge.
+same ``result()`` code, and CPU and GPU partial results merge. Box counting and the centred
+Gram matrix fold the same way (:func:`gpu_box_ids`, :func:`gpu_gram`): the device returns the
+per-snapshot box-id sums (bit for bit those of the CPU kernel) or the Gram matrix, and the
+Python code that counts, fits and finishes is shared with the CPU path.
 
 Inputs:
 
@@ -32,7 +35,12 @@ __all__ = [
     "DeviceMatrix",
     "GpuAccumulator",
     "as_device_matrix",
+    "choose_device",
     "cuda_usable",
+    "gpu_box_ids",
+    "gpu_column_ranges",
+    "gpu_gram",
+    "gpu_input",
     "is_device_array",
     "resolve_device",
 ]
@@ -94,6 +102,25 @@ def resolve_device(device: str, X: Any, func: str) -> tuple[str, int]:
     if not 0 <= index < n:
         raise ValueError(f"{func}(device='cuda:{index}'): only {n} CUDA device(s) are visible")
     return "cuda", index
+
+
+def choose_device(device: str, X: Any, func: str) -> tuple[str, int]:
+    """Where an analysis runs, by the convention of :func:`fractaldiff.msd`: a validated
+    ``device=`` and X give ("cpu", 0) or ("cuda", index).
+
+    "auto" means the GPU for device arrays and the CPU otherwise; dask arrays always run on the
+    workers' CPUs (``device="cuda"`` with a dask array raises ValueError).
+    """
+    from .sources import is_dask_array
+
+    if is_dask_array(X):
+        if device.startswith("cuda"):
+            raise ValueError(f"{func}(device={device!r}) does not take dask arrays; their "
+                             f"chunks are computed on the workers' CPUs")
+        return "cpu", 0
+    if device != "cpu" or is_device_array(X):
+        return resolve_device(device, X, func)
+    return "cpu", 0
 
 
 def _device_index_of(X: Any) -> int:
@@ -269,18 +296,126 @@ class GpuAccumulator:
 
     def fold(self, block, n_threads: int = 0) -> int:
         """Fold a host numpy block or a DeviceMatrix; errors surface at :meth:`flush`."""
-        if isinstance(block, DeviceMatrix):
-            block.fold_into(self._fold)
-            if block.temporary:
-                self._fold.synchronize()
-        else:
-            self._fold.fold_host(block)
+        fold_block(self._fold, block)
         self.acc.n_cols += block.shape[1]
         return _core.STATUS_OK
 
     def flush(self) -> int:
         """Wait for the device, add its sums into the CPU accumulator; returns a status code."""
         return self._fold.finish(*self.acc._arrays())
+
+
+def fold_block(fold, block) -> None:
+    """Fold a host numpy block (streamed through the pinned staging buffers) or a DeviceMatrix
+    (read in place) into a ``_core.GpuFold``."""
+    if isinstance(block, DeviceMatrix):
+        block.fold_into(fold)
+        if block.temporary:
+            fold.synchronize()
+    else:
+        fold.fold_host(block)
+
+
+def gpu_input(X: Any, limit: int, progress: Any, func: str, min_rows: int, what: str):
+    """The column blocks a GPU driver folds, and how to find a bad value.
+
+    Device arrays are read in place (:class:`DeviceMatrix` blocks; torch tensors of other real
+    dtypes are converted block by block within ``limit`` bytes); host sources stream as numpy
+    blocks from :func:`fractaldiff.sources.iter_blocks`, which ``GpuFold.fold_host`` stages
+    through pinned buffers.
+
+    Returns
+    -------
+    (T, D, blocks, locate, src)
+        ``blocks()`` yields ``(start, block)`` afresh on every call; ``locate()`` finds the first
+        NaN/Inf as ``(t, d, value)`` or None; ``src`` is the host Source (None for device data).
+    """
+    from .sources import as_source, iter_blocks
+
+    if is_device_array(X):
+        dm = as_device_matrix(X, "X")
+        t, d = dm.shape
+        if t < min_rows:
+            raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
+        if d == 0:
+            raise ValueError(f"X has D=0 parameters (shape {dm.shape})")
+        return t, d, (lambda: device_blocks(dm, limit)), (lambda: device_first_nonfinite(dm)), None
+    src = as_source(X, "X")
+    src.require(min_rows=min_rows, what=what)
+
+    def blocks():
+        return iter_blocks(src, memory_limit=limit, progress=progress, desc=func)
+
+    return src.n_rows, src.n_cols, blocks, src.first_nonfinite, src
+
+
+def gpu_column_ranges(X: Any, device: int, limit: int, progress: Any, func: str,
+                      n_threads: int = 0) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Per-column min and max for box counting: ``(T, D, mins, maxs)``.
+
+    Device arrays are reduced on the GPU (``_core.cuda_box_minmax``); host sources by the CPU
+    kernel while they are read (the GPU would only add a copy).
+    """
+    from ._folds import kernel_error
+
+    t, d, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, "box counting")
+    mins, maxs = np.empty(d), np.empty(d)
+    for start, block in blocks():
+        b = block.shape[1]
+        lo, hi = mins[start:start + b], maxs[start:start + b]
+        if isinstance(block, DeviceMatrix):
+            status = _core.cuda_box_minmax(block.ptr, block.dtype.name, block.shape[0], b,
+                                           block.strides[0], block.strides[1], device, lo, hi,
+                                           limit)
+        else:
+            status = _core.box_minmax(block, lo, hi, n_threads)
+        if status != _core.STATUS_OK:
+            raise kernel_error(status, func, locate, "X")
+    return t, d, mins, maxs
+
+
+def gpu_box_ids(X: Any, device: int, limit: int, progress: Any, func: str, *, n_scales: int,
+                key_seed: int, eps0: float, origin) -> np.ndarray:
+    """Box-id sums ``(T, n_scales, 2)`` uint64 of all columns, computed on the GPU; bit for bit
+    the sums of the CPU kernel ``_core.fold_box_ids`` over the same columns and origins.
+
+    ``origin(a, b)`` gives the float64 origins of columns a..b-1.
+    """
+    from ._folds import kernel_error
+
+    t, _, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, "box counting")
+    fold = _core.GpuFold("box_ids", device, t, memory_limit=limit)
+    fold.configure_box(n_scales, key_seed, eps0)
+    for start, block in blocks():
+        fold.set_box_block(start, origin(start, start + block.shape[1]))
+        fold_block(fold, block)
+    ids = np.zeros((t, n_scales, 2), dtype=np.uint64)
+    status = fold.finish_ids(ids)
+    if status == _core.STATUS_OUT_OF_RANGE:
+        raise ValueError(f"{func}: a quantized coordinate left [0, 2^31) (or X changed between "
+                         f"the min/max pass and the box pass); raise eps0")
+    if status != _core.STATUS_OK:
+        raise kernel_error(status, func, locate, "X")
+    return ids
+
+
+def gpu_gram(X: Any, device: int, limit: int, progress: Any, func: str) -> np.ndarray:
+    """Centred Gram matrix (T, T) float64 computed on the GPU; the lower triangle (j <= i) holds
+    the result, the strict upper triangle scratch (as ``_core.fold_gram`` on the CPU).
+
+    Device memory: the (T, T) result plus staging and partial sums within ``limit`` bytes.
+    """
+    from ._folds import kernel_error
+
+    t, _, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, func)
+    fold = _core.GpuFold("gram", device, t, memory_limit=limit)
+    for _, block in blocks():
+        fold_block(fold, block)
+    g = np.zeros((t, t))
+    status = fold.finish(g)
+    if status != _core.STATUS_OK:
+        raise kernel_error(status, func, locate, "X")
+    return g
 
 
 def gpu_env_required() -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 from . import _core
 from ._folds import check_status, map_reduce, prepare_input
 from ._validation import (
-    check_cpu_device,
+    check_device,
     check_int,
     check_memory_limit,
     check_n_threads,
@@ -143,10 +143,30 @@ def _check_eps0(eps0: Any) -> float:
     return eps0
 
 
+def _grid_ids(X: Any, where: str, index: int, mins: np.ndarray, *, coarsest: float, seed: int,
+              grid: int, eps0: float, n_scales: int, nt: int, func: str, limit: int,
+              progress: Any) -> np.ndarray:
+    """Box-id sums (T, n_scales, 2) of all columns for one grid, on the CPU or the GPU (the
+    same bits either way)."""
+    ks = key_seed(seed, grid)
+    if where == "cuda":
+        from ._gpu import gpu_box_ids
+
+        def origin(a: int, b: int) -> np.ndarray:
+            return mins[a:b] - grid_offsets(np.arange(a, b), coarsest, seed, grid)
+
+        return gpu_box_ids(X, index, limit, progress, func, n_scales=n_scales, key_seed=ks,
+                           eps0=eps0, origin=origin)
+    fn = partial(_ids_block, coarsest=coarsest, seed=seed, grid=grid, eps0=eps0,
+                 n_scales=n_scales, key_seed=ks, n_threads=nt)
+    return map_reduce(X, fn, _sum_ids, block_args=lambda a, b: (mins[a:b],), func=func,
+                      memory_limit=limit, progress=progress)
+
+
 def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: Any,
                          n_threads: Any, opts: dict, func: str):
     check_options(opts, func, _OPTIONS)
-    check_cpu_device(opts.get("device", "auto"), func)
+    device = check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     n_grids = check_int(n_grids, "n_grids", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
@@ -159,8 +179,14 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
         eps0 = _check_eps0(eps0)
     limit = check_memory_limit(opts.get("memory_limit"))
     progress = opts.get("progress")
-    X, t, d, nt = prepare_input(X, 1, "box counting", nt)
-    mins, maxs = _column_ranges(X, d, nt, func, limit, progress)
+    from ._gpu import choose_device, gpu_column_ranges
+
+    where, index = choose_device(device, X, func)
+    if where == "cuda":
+        t, d, mins, maxs = gpu_column_ranges(X, index, limit, progress, func, nt)
+    else:
+        X, t, d, nt = prepare_input(X, 1, "box counting", nt)
+        mins, maxs = _column_ranges(X, d, nt, func, limit, progress)
     span = float(np.max(maxs - mins))  # largest per-coordinate extent (L-infinity diameter)
     if eps0 is None:
         # The coarsest box must hold the whole set: a randomly offset grid of side eps cuts
@@ -192,11 +218,8 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
     counts = np.empty((n_grids, n_scales), dtype=np.int64)
     rare = np.zeros((n_grids, n_scales, 2), dtype=np.int64)  # boxes holding 1 and 2 points
     for g in range(n_grids):
-        ks = key_seed(seed, g)
-        fn = partial(_ids_block, coarsest=coarsest, seed=seed, grid=g, eps0=eps0,
-                     n_scales=n_scales, key_seed=ks, n_threads=nt)
-        ids = map_reduce(X, fn, _sum_ids, block_args=lambda a, b: (mins[a:b],), func=func,
-                         memory_limit=limit, progress=progress)
+        ids = _grid_ids(X, where, index, mins, coarsest=coarsest, seed=seed, grid=g, eps0=eps0,
+                        n_scales=n_scales, nt=nt, func=func, limit=limit, progress=progress)
         for k in range(n_scales):
             pairs = np.ascontiguousarray(ids[:, k, :]).view(np.dtype((np.void, 16)))
             occupancy = np.unique(pairs, return_counts=True)[1]
@@ -237,9 +260,11 @@ def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None
         Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu"}, optional
-        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
-        raises ValueError).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Where to compute, as for :func:`fractaldiff.msd`: "auto" (default) uses the GPU for data
+        in CUDA device memory (torch CUDA tensors, ``__cuda_array_interface__``; read in place,
+        any strides) and the CPU otherwise; "cuda" streams host data to the GPU in column blocks.
+        The box ids are the same bits on either device, so the counts are identical.
 
     Returns
     -------
@@ -256,6 +281,10 @@ def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None
         would span 2^31 boxes or more, ``n_scales`` outside 1..31.
     TypeError
         Non-numeric data or arguments, unknown options.
+    RuntimeError
+        ``device="cuda"`` without a usable GPU, or a CUDA error.
+    MemoryError
+        ``memory_limit`` too small for the GPU's id sums (T * n_scales * 16 bytes) and staging.
 
     Notes
     -----

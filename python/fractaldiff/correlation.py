@@ -19,7 +19,7 @@ import numpy as np
 from . import _core
 from ._folds import check_status, kernel_error, map_reduce, prepare_input
 from ._validation import (
-    check_cpu_device,
+    check_device,
     check_int,
     check_memory_limit,
     check_n_threads,
@@ -52,9 +52,10 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
         Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu"}, optional
-        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
-        raises ValueError).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Where to compute the Gram matrix, as for :func:`fractaldiff.msd`: "auto" (default) uses
+        the GPU for data in CUDA device memory and the CPU otherwise; "cuda" streams host data
+        to the GPU. Device memory: the (T, T) float64 matrix plus ``memory_limit``.
 
     Returns
     -------
@@ -63,18 +64,38 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
     """
     func = opts.pop("_func", "centered_gram")
     check_options(opts, func, _OPTIONS)
-    check_cpu_device(opts.get("device", "auto"), func)
+    device = check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
-    X, _, _, nt = prepare_input(X, 1, func, nt)
-    g = map_reduce(X, partial(_gram_block, n_threads=nt), _sum_arrays, func=func,
-                   memory_limit=check_memory_limit(opts.get("memory_limit")),
-                   progress=opts.get("progress"))
+    limit = check_memory_limit(opts.get("memory_limit"))
+    from ._gpu import choose_device, gpu_gram
+
+    where, index = choose_device(device, X, func)
+    if where == "cuda":  # the same accumulator on the GPU (its errors are raised there)
+        g = gpu_gram(X, index, limit, opts.get("progress"), func)
+    else:
+        X, _, _, nt = prepare_input(X, 1, func, nt)
+        g = map_reduce(X, partial(_gram_block, n_threads=nt), _sum_arrays, func=func,
+                       memory_limit=limit, progress=opts.get("progress"))
     if not np.all(np.isfinite(np.diagonal(g))):  # squares overflowed float64
         locate = getattr(X, "first_nonfinite", lambda: None)
         raise kernel_error(_core.STATUS_NONFINITE, func, locate, "X")
     low = np.tril(g)
     low += np.tril(g, -1).T
     return low
+
+
+def _input_rows(X: Any, min_rows: int, what: str) -> tuple[Any, int]:
+    """``(X, T)``: data in CUDA device memory as it is (the GPU kernels read it in place),
+    anything else as a validated source (or dask array)."""
+    from ._gpu import as_device_matrix, is_device_array
+
+    if is_device_array(X):
+        t = as_device_matrix(X, "X").shape[0]
+        if t < min_rows:
+            raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
+        return X, t
+    src, t, _, _ = prepare_input(X, min_rows, what, 0)
+    return src, t
 
 
 def _gram_block(block: np.ndarray, start: int, n_threads: int) -> np.ndarray:
@@ -118,9 +139,10 @@ def pairwise_sqdist(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.
         Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu"}, optional
-        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
-        raises ValueError).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Where to compute the Gram matrix, as for :func:`fractaldiff.msd`: "auto" (default) uses
+        the GPU for data in CUDA device memory and the CPU otherwise; "cuda" streams host data
+        to the GPU. Device memory: the (T, T) float64 matrix plus ``memory_limit``.
 
     Returns
     -------
@@ -214,9 +236,10 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu"}, optional
-        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
-        raises ValueError).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Where to compute the Gram matrix, as for :func:`fractaldiff.msd`: "auto" (default) uses
+        the GPU for data in CUDA device memory and the CPU otherwise; "cuda" streams host data
+        to the GPU. Device memory: the (T, T) float64 matrix plus ``memory_limit``.
 
     Returns
     -------
@@ -272,7 +295,7 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     max_fraction = float(max_fraction)
     if not 0 < max_fraction <= 1:
         raise ValueError(f"max_fraction must lie in (0, 1], got {max_fraction}")
-    src, t, _, _ = prepare_input(X, 3, "the correlation dimension", 0)
+    src, t = _input_rows(X, 3, "the correlation dimension")
     w = _check_theiler(theiler, t)
     sq = pairwise_sqdist(src, n_threads=n_threads, **opts)
     iu, ju = np.triu_indices(t, k=w)
@@ -411,9 +434,10 @@ def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = No
         Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
     progress : bool, optional
         Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu"}, optional
-        Where to compute; box counting and distances have CPU kernels only so far ("cuda"
-        raises ValueError).
+    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+        Where to compute the Gram matrix, as for :func:`fractaldiff.msd`: "auto" (default) uses
+        the GPU for data in CUDA device memory and the CPU otherwise; "cuda" streams host data
+        to the GPU. Device memory: the (T, T) float64 matrix plus ``memory_limit``.
 
     Returns
     -------
@@ -435,7 +459,7 @@ def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = No
     ((500, 3), True)
     """
     k = check_int(n_components, "n_components", minimum=1)
-    src, t, _, _ = prepare_input(X, 2, "trajectory PCA", 0)
+    src, t = _input_rows(X, 2, "trajectory PCA")
     g = centered_gram(src, n_threads=n_threads, _func="trajectory_pca", **opts)
     k = min(k, t)
     vals, vecs = np.linalg.eigh(g)

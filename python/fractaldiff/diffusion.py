@@ -25,7 +25,7 @@ from ._validation import (
     check_options,
     check_ref,
 )
-from .sources import Source, as_source, is_dask_array, iter_blocks
+from .sources import Source
 
 __all__ = [
     "DisplacementAccumulator",
@@ -321,35 +321,11 @@ def _finish(accs: dict[bytes, _Accumulator], make, groups) -> Any:
 def _run_cuda(X, make_for, groups, limit, progress, func, device, min_rows, what) -> Any:
     """The GPU driver: device arrays are read in place, host sources stream in column blocks;
     GPU accumulators are flushed into CPU ones, which finish as on the CPU."""
-    from ._gpu import (
-        GpuAccumulator,
-        as_device_matrix,
-        device_blocks,
-        device_first_nonfinite,
-        is_device_array,
-    )
+    from ._gpu import GpuAccumulator, gpu_input
 
-    if is_device_array(X):
-        dm = as_device_matrix(X, "X")
-        t, d = dm.shape
-        if t < min_rows:
-            raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
-        if d == 0:
-            raise ValueError(f"X has D=0 parameters (shape {dm.shape})")
-        make = make_for(t)
-        grp = None if groups is None else _resolve_groups(groups, None, d)
-        blocks = device_blocks(dm, limit)
-
-        def locate():
-            return device_first_nonfinite(dm)
-
-    else:
-        src = as_source(X, "X")
-        src.require(min_rows=min_rows, what=what)
-        make = make_for(src.n_rows)
-        grp = None if groups is None else _resolve_groups(groups, src, src.n_cols)
-        blocks = iter_blocks(src, memory_limit=limit, progress=progress, desc=func)
-        locate = src.first_nonfinite
+    t, d, blocks, locate, src = gpu_input(X, limit, progress, func, min_rows, what)
+    make = make_for(t)
+    grp = None if groups is None else _resolve_groups(groups, src, d)
     # each GPU accumulator (one per group atom) holds its own staging buffers
     per_fold = max(2**20, limit // (1 if grp is None else len(grp) + 1))
     gaccs: dict[bytes, Any] = {}
@@ -358,7 +334,7 @@ def _run_cuda(X, make_for, groups, limit, progress, func, device, min_rows, what
         return GpuAccumulator(make(), device, per_fold)
 
     try:
-        for start, block in blocks:
+        for start, block in blocks():
             _fold_atoms(block, start, make_gpu, grp, 0, accs=gaccs)
     except KernelStatus as exc:
         raise kernel_error(exc.status, func, locate, "X") from None
@@ -379,15 +355,11 @@ def _analyse(X, func, min_rows, what, make_for, groups, n_threads, memory_limit,
     device = check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     limit = check_memory_limit(memory_limit)
-    from ._gpu import is_device_array, resolve_device
+    from ._gpu import choose_device
 
-    if (device != "cpu" or is_device_array(X)) and not is_dask_array(X):
-        where, index = resolve_device(device, X, func)
-        if where == "cuda":
-            return _run_cuda(X, make_for, groups, limit, progress, func, index, min_rows, what)
-    if is_dask_array(X) and device.startswith("cuda"):
-        raise ValueError(f"{func}(device={device!r}) does not take dask arrays; their "
-                         f"chunks are computed on the workers' CPUs")
+    where, index = choose_device(device, X, func)
+    if where == "cuda":
+        return _run_cuda(X, make_for, groups, limit, progress, func, index, min_rows, what)
     X, t, d, nt = prepare_input(X, min_rows, what, nt)
     make = make_for(t)
     grp = None if groups is None else _resolve_groups(groups, X, d)
