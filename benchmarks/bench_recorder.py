@@ -12,6 +12,7 @@ Part 2: memory of the online accumulators for D = 10^6 parameters and 10^4 snaps
 the structure sizes, and measured (tracemalloc peak of the live state) for a smaller D.
 
 Usage: python benchmarks/bench_recorder.py [--repeats 15] [--block 40] [--threads 1]
+       [--writer auto|thread|sync]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from fractaldiff.train.online import (
 
 
 def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: str | None,
-             background: bool = True) -> None:
+             writer: str = "auto") -> None:
     torch.set_num_threads(threads)
     if digits_npz:  # the same data saved from sklearn, for machines without scikit-learn
         z = np.load(digits_npz)
@@ -83,7 +84,7 @@ def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: st
                 if cond != "none":
                     every = 1 if cond == "every 1" else 10
                     path = os.path.join(tmp, f"{r}-{every}.fdstore")
-                    rec = Recorder(model, path, every=every, background=background)
+                    rec = Recorder(model, path, every=every, **WRITERS[writer])
                     rec.flush()  # the initial snapshot is not part of the timed block
                 sync()
                 t0 = time.perf_counter()
@@ -111,8 +112,9 @@ def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: st
     print(f"MLP 64-256-256-10 + BatchNorm on digits, D = {d:,}, batch {bs}, plain SGD, "
           f"{name}, torch threads = {threads}, os.cpu_count() = {os.cpu_count()}, load "
           f"average {os.getloadavg()[0]:.1f}")
-    print(f"writer: {'background thread' if background else 'synchronous (background=False)'}"
-          f", sys.getswitchinterval() = {sys.getswitchinterval() * 1e3:g} ms")
+    used = "direct" if rec_direct(model) and writer == "auto" else writer
+    print(f"writer: {WRITER_NAMES[used]}, sys.getswitchinterval() = "
+          f"{sys.getswitchinterval() * 1e3:g} ms")
     print(f"{repeats} interleaved repeats of {block}-step blocks; medians. Wall: the overhead "
           f"the loop sees; CPU: process CPU time (all threads) per step")
     print(f"{'recording':<12} {'wall/step':>11} {'overhead':>9}  {'target':>7}  met  "
@@ -129,6 +131,30 @@ def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: st
     spread = {k: (min(v) / block * 1e3, max(v) / block * 1e3) for k, v in times.items()}
     print("per-step time range over blocks (ms): "
           + ", ".join(f"{k} {lo:.3f}..{hi:.3f}" for k, (lo, hi) in spread.items()))
+
+
+#: --writer choices -> Recorder arguments
+WRITERS = {
+    "auto": {},
+    "thread": {"direct": False, "background": True},
+    "sync": {"direct": False, "background": False},
+}
+WRITER_NAMES = {
+    "direct": "direct (one compiled call per snapshot, from the parameters' memory)",
+    "auto": "default",
+    "thread": "copy + compiled background writer thread (direct=False)",
+    "sync": "copy + synchronous append (direct=False, background=False)",
+}
+
+
+def rec_direct(model: torch.nn.Module) -> bool:
+    """Whether a default Recorder on this model writes directly."""
+    tmp = tempfile.mkdtemp(prefix="bench-recorder-probe-")
+    try:
+        with Recorder(model, os.path.join(tmp, "p.fdstore"), record_initial=False) as rec:
+            return rec._direct
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def mib(n: int) -> str:
@@ -185,7 +211,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="digits saved as x_train/y_train (for machines without sklearn)")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--sync", action="store_true", help="Recorder(background=False)")
+    ap.add_argument("--writer", choices=sorted(WRITERS), default="auto",
+                    help="auto: the Recorder's default (direct writes on the CPU); thread: "
+                         "direct=False (copy + compiled writer thread); sync: direct=False, "
+                         "background=False")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval(seconds) before measuring (diagnostics)")
     args = ap.parse_args(argv)
@@ -194,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.setswitchinterval(args.switch_interval)
     if not args.skip_overhead:
         overhead(args.repeats, args.block, args.threads, args.device, args.digits_npz,
-                 not args.sync)
+                 args.writer)
     if not args.skip_memory:
         memory()
 
