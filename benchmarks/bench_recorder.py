@@ -6,12 +6,15 @@ recorder snapshotting every step, and every 10 steps are interleaved in random o
 machine is shared and noisy); each block's time includes waiting for the background writer to
 finish (``flush``). The overhead is (median block time with) / (median block time without) - 1.
 Targets (issue 6): <= 10 % every step, <= 2 % every 10 steps. Correctness is asserted: the
-stores hold the steps and parameters they should.
+stores hold the steps and parameters they should. A fourth kind of block, "raw write", only
+writes the parameters' bytes into a fresh preallocated file with one os.pwritev per step: the
+floor for any recorder that keeps every float32 snapshot on disk (in the page cache).
 
 Part 2: memory of the online accumulators for D = 10^6 parameters and 10^4 snapshots, from
 the structure sizes, and measured (tracemalloc peak of the live state) for a smaller D.
 
 Usage: python benchmarks/bench_recorder.py [--repeats 15] [--block 40] [--threads 1]
+       [--writer auto|thread|sync]
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from fractaldiff.train.online import (
 
 
 def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: str | None,
-             background: bool = True) -> None:
+             writer: str = "auto") -> None:
     torch.set_num_threads(threads)
     if digits_npz:  # the same data saved from sklearn, for machines without scikit-learn
         z = np.load(digits_npz)
@@ -70,7 +73,7 @@ def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: st
                 rec.step(loss=loss, lr=0.01, epoch=0, batch_size=bs)
 
     tmp = tempfile.mkdtemp(prefix="bench-recorder-")
-    times: dict[str, list[float]] = {"none": [], "every 1": [], "every 10": []}
+    times: dict[str, list[float]] = {"none": [], "every 1": [], "every 10": [], "raw write": []}
     cpu: dict[str, list[float]] = {k: [] for k in times}
     rng = random.Random(0)
     run(3 * block, None)  # warm up
@@ -80,10 +83,12 @@ def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: st
             rng.shuffle(conds)
             for cond in conds:
                 rec = None
-                if cond != "none":
+                if cond == "raw write":
+                    rec = RawWrite(model, os.path.join(tmp, f"{r}.raw"), block + 1)
+                elif cond != "none":
                     every = 1 if cond == "every 1" else 10
                     path = os.path.join(tmp, f"{r}-{every}.fdstore")
-                    rec = Recorder(model, path, every=every, background=background)
+                    rec = Recorder(model, path, every=every, **WRITERS[writer])
                     rec.flush()  # the initial snapshot is not part of the timed block
                 sync()
                 t0 = time.perf_counter()
@@ -94,7 +99,9 @@ def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: st
                 sync()
                 times[cond].append(time.perf_counter() - t0)
                 cpu[cond].append(time.process_time() - c0)
-                if rec is not None:
+                if isinstance(rec, RawWrite):
+                    rec.close()
+                elif rec is not None:
                     last = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
                     rec.close()
                     with fd.open_store(path) as s:  # the benchmark asserts correctness
@@ -111,8 +118,9 @@ def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: st
     print(f"MLP 64-256-256-10 + BatchNorm on digits, D = {d:,}, batch {bs}, plain SGD, "
           f"{name}, torch threads = {threads}, os.cpu_count() = {os.cpu_count()}, load "
           f"average {os.getloadavg()[0]:.1f}")
-    print(f"writer: {'background thread' if background else 'synchronous (background=False)'}"
-          f", sys.getswitchinterval() = {sys.getswitchinterval() * 1e3:g} ms")
+    used = "direct" if rec_direct(model) and writer == "auto" else writer
+    print(f"writer: {WRITER_NAMES[used]}, sys.getswitchinterval() = "
+          f"{sys.getswitchinterval() * 1e3:g} ms")
     print(f"{repeats} interleaved repeats of {block}-step blocks; medians. Wall: the overhead "
           f"the loop sees; CPU: process CPU time (all threads) per step")
     print(f"{'recording':<12} {'wall/step':>11} {'overhead':>9}  {'target':>7}  met  "
@@ -126,9 +134,62 @@ def overhead(repeats: int, block: int, threads: int, device: str, digits_npz: st
         print(f"{cond:<12} {med / block * 1e3:>8.3f} ms {ov * 100:>8.1f} %  "
               f"{target * 100:>5.0f} %  {'yes' if ov <= target else 'NO ':<3}  "
               f"{cmed / block * 1e3:>8.3f} ms {(cmed / cbase - 1) * 100:>10.1f} %")
+    med = statistics.median(times["raw write"])
+    cmed = statistics.median(cpu["raw write"])
+    print(f"{'raw write':<12} {med / block * 1e3:>8.3f} ms {(med / base - 1) * 100:>8.1f} %  "
+          f"{'':>7}  {'':<3}  {cmed / block * 1e3:>8.3f} ms {(cmed / cbase - 1) * 100:>10.1f} %"
+          f"   (floor: os.pwritev of the parameters to a fresh preallocated file every step, "
+          f"no checksum, no metadata)")
     spread = {k: (min(v) / block * 1e3, max(v) / block * 1e3) for k, v in times.items()}
     print("per-step time range over blocks (ms): "
           + ", ".join(f"{k} {lo:.3f}..{hi:.3f}" for k, (lo, hi) in spread.items()))
+
+
+class RawWrite:
+    """The floor of every-step recording: the parameters' bytes written with one
+    ``os.pwritev`` per step into a fresh, preallocated file (page cache), nothing else."""
+
+    def __init__(self, model: torch.nn.Module, path: str, n_rows: int) -> None:
+        self.parts = [p.detach().numpy().reshape(-1) for p in model.parameters()]
+        self.row = sum(p.nbytes for p in self.parts)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.posix_fallocate(self.fd, 0, n_rows * self.row)
+        self.path, self.t = path, 0
+
+    def step(self, **_: object) -> None:
+        os.pwritev(self.fd, self.parts, self.t * self.row)
+        self.t += 1
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.unlink(self.path)
+
+
+#: --writer choices -> Recorder arguments
+WRITERS = {
+    "auto": {},
+    "thread": {"direct": False, "background": True},
+    "sync": {"direct": False, "background": False},
+}
+WRITER_NAMES = {
+    "direct": "direct (one compiled call per snapshot, from the parameters' memory)",
+    "auto": "default",
+    "thread": "copy + compiled background writer thread (direct=False)",
+    "sync": "copy + synchronous append (direct=False, background=False)",
+}
+
+
+def rec_direct(model: torch.nn.Module) -> bool:
+    """Whether a default Recorder on this model writes directly."""
+    tmp = tempfile.mkdtemp(prefix="bench-recorder-probe-")
+    try:
+        with Recorder(model, os.path.join(tmp, "p.fdstore"), record_initial=False) as rec:
+            return rec._direct
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def mib(n: int) -> str:
@@ -185,7 +246,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="digits saved as x_train/y_train (for machines without sklearn)")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--sync", action="store_true", help="Recorder(background=False)")
+    ap.add_argument("--writer", choices=sorted(WRITERS), default="auto",
+                    help="auto: the Recorder's default (direct writes on the CPU); thread: "
+                         "direct=False (copy + compiled writer thread); sync: direct=False, "
+                         "background=False")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval(seconds) before measuring (diagnostics)")
     args = ap.parse_args(argv)
@@ -194,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.setswitchinterval(args.switch_interval)
     if not args.skip_overhead:
         overhead(args.repeats, args.block, args.threads, args.device, args.digits_npz,
-                 not args.sync)
+                 args.writer)
     if not args.skip_memory:
         memory()
 

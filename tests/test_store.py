@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fractaldiff import _core
 from fractaldiff.store import (
     LayoutEntry,
     ParameterLayout,
@@ -813,3 +814,101 @@ def test_append_async_write_error_then_recovery(tmp_path):
     assert lines[0].startswith("ERROR") and "snapshot 1" in lines[0]
     assert lines[1] == "LEN 1"
     assert lines[2] == "FINAL 2 2 True"
+
+
+def _split(row, n_parts, rng):
+    """``row`` as ``n_parts`` separate C-contiguous arrays (some possibly empty)."""
+    cuts = np.sort(rng.integers(0, row.size + 1, size=n_parts - 1))
+    return [np.array(p, copy=True) for p in np.split(row, cuts)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_parts", [1, 3, 100])  # 100: more than one pwritev batch
+def test_parts_writer_writes_what_append_writes(tmp_path, rng, dtype, n_parts):
+    """Rows written from several arrays are the rows append writes: same bytes, same
+    checksums in the commit log, the metadata append_async writes (with ``nonfinite``)."""
+    d = 70_000 if n_parts == 100 else 5_000  # 70k float64 rows span several 64 KiB chunks
+    data = rng.standard_normal((4, d)).astype(dtype)
+    data[2, 7] = np.nan
+    with SnapshotStore.create(tmp_path / "a", d, dtype=dtype) as a:
+        for t, r in enumerate(data):
+            a.append(r, step=3 * t, loss=0.5, wall_time=0.0, nonfinite=bool(t == 2),
+                     allow_nonfinite=True)
+    with SnapshotStore.create(tmp_path / "b", d, dtype=dtype) as b:
+        parts = _split(data[0].copy(), n_parts, rng)
+        w = b.parts_writer(parts)
+        for t, r in enumerate(data):
+            off = 0
+            for p in parts:  # update the arrays in place, as training updates parameters
+                p[:] = r[off: off + p.size]
+                off += p.size
+            assert w.digest() == tuple(int(v) for v in _core.digest_row(r, 1))
+            assert w.append(step=3 * t, loss=0.5, wall_time=0.0) == (t, int(t == 2))
+    assert (tmp_path / "a" / "snapshots.bin").read_bytes() == \
+        (tmp_path / "b" / "snapshots.bin").read_bytes()
+    with open_store(tmp_path / "a") as ra, open_store(tmp_path / "b") as rb:
+        assert ra._row_crcs == rb._row_crcs and len(set(ra._row_crcs)) == 4
+        assert ra.records == rb.records  # the flipped marker keeps the line's length
+    with open_store(tmp_path / "b") as r:
+        assert r.verify() == 4 and r.steps.tolist() == [0, 3, 6, 9]
+        assert r.records[2]["nonfinite"] is True and r.records[1]["nonfinite"] is False
+        assert np.array_equal(r[:], data, equal_nan=True)
+
+
+def test_parts_writer_line_template_and_resume(tmp_path, rng):
+    """append_line takes a ready metadata line; the NaN marker is flipped in place; appending
+    goes on after reopening, through either path."""
+    data = rng.standard_normal((3, 40)).astype(np.float32)
+    with SnapshotStore.create(tmp_path / "l", 40) as s:
+        parts = [data[0, :10].copy(), data[0, 10:].copy()]
+        w = s.parts_writer(parts)
+        assert w.append_line(b'{"step":5,"lr":0.1,"nonfinite":false}\n', 5) == (0, 0)
+        parts[1][3] = np.inf
+        assert w.append_line(b'{"step":6,"nonfinite":false,"x":1}\n', 6) == (1, 1)
+        with pytest.raises(ValueError, match="larger than the last snapshot's step 6"):
+            w.append_line(b'{"step":6,"nonfinite":false}\n', 6)
+        assert len(s) == 2
+        s.append(data[2], step=7)
+    with open_store(tmp_path / "l", "a") as s:
+        assert s.records[0] == {"step": 5, "lr": 0.1, "nonfinite": False}
+        assert s.records[1] == {"step": 6, "nonfinite": True, "x": 1}
+        s.parts_writer([data[1]]).append(step=8)
+    with open_store(tmp_path / "l") as r:
+        assert r.steps.tolist() == [5, 6, 7, 8] and r.verify() == 4
+        assert np.isinf(r[1, 13])
+
+
+def test_parts_writer_bad_input(tmp_path, rng):
+    with SnapshotStore.create(tmp_path / "p", 10) as s:
+        with pytest.raises(ValueError, match="hold 11 values"):
+            s.parts_writer([np.zeros(4, np.float32), np.zeros(7, np.float32)])
+        with pytest.raises(ValueError, match="dtype float64"):
+            s.parts_writer([np.zeros(10)])
+        with pytest.raises(ValueError, match="C-contiguous"):
+            s.parts_writer([np.zeros(20, np.float32)[::2]])
+        with pytest.raises(TypeError, match="numpy array"):
+            s.parts_writer([[0.0] * 10])
+        w = s.parts_writer([np.zeros(10, np.float32)])
+    with pytest.raises(ValueError, match="closed"):
+        w.append_line(b'{"step":1,"nonfinite":false}\n', 1)
+    with open_store(tmp_path / "p") as r, pytest.raises(ValueError, match="read-only"):
+        r.parts_writer([np.zeros(10, np.float32)])
+    with SnapshotStore.create(tmp_path / "c", 10, checksum=False) as s:  # no checksum: 0
+        s.parts_writer([np.ones(10, np.float32)]).append(step=0)
+    with open_store(tmp_path / "c") as r:
+        assert r._row_crcs == [0] and np.array_equal(r[0], np.ones(10))
+
+
+def test_parts_writer_reports_os_errors_and_recovers(tmp_path, rows):
+    s = make_store(tmp_path / "e", rows[:2])
+    part = rows[2].astype(np.float32)
+    s._fds["data"], saved = os.open(tmp_path / "e" / "snapshots.bin", os.O_RDONLY), s._fds["data"]
+    w = s.parts_writer([part])
+    with pytest.raises(OSError, match="snapshots.bin"):
+        w.append(step=99)
+    os.close(s._fds["data"])
+    s._fds["data"] = saved
+    assert s.parts_writer([part]).append(step=99) == (2, 0)  # nothing was left behind
+    s.close()
+    with open_store(tmp_path / "e") as r:
+        assert len(r) == 3 and r.verify() == 3 and np.array_equal(r[2], part)

@@ -32,6 +32,7 @@ WRITER = textwrap.dedent(
     from fractaldiff.store import SnapshotStore, open_store, is_store
 
     path, d, durable, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
+    parts_mode = sys.argv[5] == "parts"  # rows written from two arrays (parts_writer)
     base = np.arange(d, dtype=np.float64)
 
     def snapshot(k):
@@ -43,8 +44,15 @@ WRITER = textwrap.dedent(
         store = SnapshotStore.create(path, d, meta={"writer": "crash test"}, durable=durable)
     print("ready", len(store), flush=True)
     k = len(store)
+    parts = [np.empty(3001, np.float32), np.empty(d - 3001, np.float32)]
+    writer = store.parts_writer(parts)
     while k < limit:
-        store.append(snapshot(k), step=3 * k, loss=1.0 / (k + 1), tag="x" * (k % 13))
+        if parts_mode:
+            row = snapshot(k)
+            parts[0][:], parts[1][:] = row[:3001], row[3001:]
+            writer.append(step=3 * k, loss=1.0 / (k + 1), tag="x" * (k % 13))
+        else:
+            store.append(snapshot(k), step=3 * k, loss=1.0 / (k + 1), tag="x" * (k % 13))
         print(k, flush=True)
         k += 1
     store.close()
@@ -65,9 +73,10 @@ def snapshots(start, stop, d=D):
 class Writer:
     """The writer subprocess plus a thread collecting the lines it printed."""
 
-    def __init__(self, path, durable=False, limit=10**9):
+    def __init__(self, path, durable=False, limit=10**9, mode="append"):
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), str(D), "1" if durable else "0", str(limit)],
+            [sys.executable, "-c", WRITER, str(path), str(D), "1" if durable else "0", str(limit),
+             mode],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -117,7 +126,8 @@ def check_store(path, n_printed_upto):
     return t
 
 
-def test_sigkill_at_random_moments(tmp_path):
+@pytest.mark.parametrize("mode", ["append", "parts"])
+def test_sigkill_at_random_moments(tmp_path, mode):
     path = tmp_path / "run.fdstore"
     rng = np.random.default_rng(2024)
     committed = 0
@@ -129,7 +139,7 @@ def test_sigkill_at_random_moments(tmp_path):
         + [("durable", 0.05)]
     )
     for kind, delay in delays:
-        w = Writer(path, durable=(kind == "durable"))
+        w = Writer(path, durable=(kind == "durable"), mode=mode)
         if kind == "startup":
             time.sleep(delay)
         else:

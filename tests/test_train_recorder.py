@@ -218,14 +218,15 @@ def test_float64_store_and_buffers(tmp_path):
         np.testing.assert_array_equal(s[:], np.stack(states))
 
 
-def test_killed_run_leaves_valid_store_and_resumes(tmp_path):
+@pytest.mark.parametrize("direct", [True, False])
+def test_killed_run_leaves_valid_store_and_resumes(tmp_path, direct):
     path = tmp_path / "k.fdstore"
     script = textwrap.dedent(f"""
         import os, signal, torch
         from fractaldiff.train import Recorder
         from fractaldiff.train.models import mlp
         model = mlp(3, 2, width=4, depth=1, seed=0)
-        rec = Recorder(model, {str(path)!r}, background=False)
+        rec = Recorder(model, {str(path)!r}, background=False, direct={direct})
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         for i in range(5):
             loss = model(torch.ones(4, 3)).sum()
@@ -291,3 +292,85 @@ def test_cuda_pinned_async_copies(tmp_path):
     with fd.open_store(tmp_path / "n.fdstore") as s:
         assert list(s.steps) == [0, 2, 4] and s.records[2]["nonfinite"] is True
         assert s.records[1]["loss"] == pytest.approx(0.4) and "nonfinite" not in s.records[1]
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_direct_and_copy_paths_write_the_same_store(tmp_path, every):
+    """Direct writes (the CPU default) store what the copy paths store: same rows, same
+    checksums, same metadata."""
+    kinds = {"direct": {}, "thread": {"direct": False},
+             "sync": {"direct": False, "background": False}}
+    stores = {}
+    for name, kw in kinds.items():
+        model = _model()
+        with Recorder(model, tmp_path / f"{name}.fdstore", every=every, **kw) as rec:
+            assert rec._direct == (name == "direct")
+            states = _run(model, rec, 7)
+        stores[name] = fd.open_store(tmp_path / f"{name}.fdstore")
+    want = np.stack(states)[::every]
+    recs = {}
+    for name, st in stores.items():
+        np.testing.assert_array_equal(st[:], want)
+        assert st.verify() == len(want)
+        recs[name] = [{k: v for k, v in r.items() if k != "wall_time" and v is not False}
+                      for r in st.records]
+    assert recs["direct"] == recs["thread"] == recs["sync"]
+    assert stores["direct"]._row_crcs == stores["sync"]._row_crcs
+    assert stores["direct"].records[1]["nonfinite"] is False
+    for st in stores.values():
+        st.close()
+
+
+def test_direct_metadata_lines(tmp_path):
+    """The direct path's metadata: the usual keys from a template, anything else (numpy
+    numbers, extra keys, a non-finite lr) through the store's JSON encoding."""
+    model = _model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with Recorder(model, tmp_path / "m.fdstore") as rec:
+            rec.step(loss=0.25, lr=np.float32(0.5), epoch=np.int64(2), batch_size=8)
+            rec.step(loss=torch.tensor(1.5), lr=1)
+            rec.step(tag="a", note=[1, 2])
+            rec.step(lr=float("inf"), loss=np.float64(2.0))
+            rec.step(step=10, epoch=3)
+    with fd.open_store(tmp_path / "m.fdstore") as s:
+        r = [{k: v for k, v in x.items() if k != "wall_time"} for x in s.records]
+        assert all(isinstance(x["wall_time"], float) for x in s.records)
+    assert r == [
+        {"step": 0, "nonfinite": False},
+        {"step": 1, "epoch": 2, "lr": 0.5, "batch_size": 8, "loss": 0.25, "nonfinite": False},
+        {"step": 2, "lr": 1.0, "loss": 1.5, "nonfinite": False},
+        {"step": 3, "tag": "a", "note": [1, 2], "nonfinite": False},
+        {"step": 4, "lr": float("inf"), "loss": 2.0, "nonfinite": False},
+        {"step": 10, "epoch": 3, "nonfinite": False},
+    ]
+
+
+def test_direct_nonfinite_parameters_stop_at_once(tmp_path):
+    model = _model()
+    with Recorder(model, tmp_path / "p.fdstore", on_nan="stop") as rec:
+        rec.step(loss=1.0)
+        with torch.no_grad():
+            model.fc1.weight[0, 0] = float("nan")
+        with pytest.raises(NonFiniteLossError, match="step 2: the parameters are not finite"):
+            rec.step(loss=1.0)
+    with fd.open_store(tmp_path / "p.fdstore") as s:
+        assert list(s.steps) == [0, 1, 2] and s.records[2]["nonfinite"] is True
+        assert np.isnan(s[2, 0]) and s.verify() == 3
+
+
+def test_direct_needs_cpu_store_only_recording(tmp_path):
+    with pytest.raises(ValueError, match="direct=True"):
+        Recorder(_model(), tmp_path / "o.fdstore", online=True, direct=True)
+    with Recorder(_model(), tmp_path / "d.fdstore", dtype="float64") as rec:
+        assert not rec._direct  # float32 parameters, float64 store: copied and converted
+    model = _model().double()
+    with Recorder(model, tmp_path / "e.fdstore", dtype="float64") as rec:
+        assert rec._direct
+        first = _flat(model)
+        with torch.no_grad():
+            model.fc1.weight.add_(1.0)
+        rec.step()
+    with fd.open_store(tmp_path / "e.fdstore") as s:
+        assert s.dtype == np.float64
+        np.testing.assert_array_equal(s[:], np.stack([first, _flat(model)]))

@@ -2,9 +2,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <stdexcept>
 #include <map>
+#include <stdexcept>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "fractaldiff/digest.hpp"
 #include "fractaldiff/store_io.hpp"
@@ -116,9 +118,97 @@ class PyAppendWriter {
   std::map<int64_t, py::array> rows_;
 };
 
+/// Python face of commit_append_parts: the parts (C-contiguous arrays whose concatenation is
+/// one row, e.g. numpy views of a model's parameter tensors) are fixed at construction and kept
+/// alive; each append reads them where they are, without the GIL.
+class PyPartsAppender {
+ public:
+  PyPartsAppender(int fd_data, int fd_meta, int fd_commits, const py::list& parts,
+                  bool checksum, bool durable)
+      : fd_data_(fd_data), fd_meta_(fd_meta), fd_commits_(fd_commits), checksum_(checksum),
+        durable_(durable) {
+    for (const py::handle& h : parts) {
+      py::array a = py::reinterpret_borrow<py::array>(h);
+      if (!py::isinstance<py::array>(h))
+        throw std::invalid_argument("parts must be numpy arrays");
+      if (!(a.flags() & py::array::c_style))
+        throw std::invalid_argument("every part must be a C-contiguous array");
+      const char kind = a.dtype().kind();
+      const int item = static_cast<int>(a.dtype().itemsize());
+      const int elem = (kind == 'f' && (item == 2 || item == 4 || item == 8)) ? item : 0;
+      if (parts_.empty()) elem_ = elem;
+      else if (elem != elem_)
+        throw std::invalid_argument("every part must have the same floating-point dtype");
+      parts_.push_back(RowPart{a.data(), static_cast<int64_t>(a.nbytes())});
+      bytes_ += static_cast<int64_t>(a.nbytes());
+      keep_.push_back(a);
+    }
+  }
+
+  /// (row checksum, n_nonfinite, errno, stage), as store_append.
+  std::tuple<uint32_t, int64_t, int, int> append(int64_t row_offset, const py::bytes& meta,
+                                                 int64_t meta_offset, int64_t commit_offset,
+                                                 uint64_t count, uint64_t meta_end) {
+    char* meta_ptr = nullptr;
+    Py_ssize_t meta_len = 0;
+    if (PyBytes_AsStringAndSize(meta.ptr(), &meta_ptr, &meta_len) != 0)
+      throw py::error_already_set();
+    line_.assign(meta_ptr, static_cast<size_t>(meta_len));  // the NaN flag may change it
+    AppendResult r;
+    {
+      py::gil_scoped_release release;
+      r = commit_append_parts(fd_data_, parts_.data(), static_cast<int64_t>(parts_.size()),
+                              elem_, row_offset, fd_meta_, line_.data(),
+                              static_cast<int64_t>(line_.size()), meta_offset, fd_commits_,
+                              commit_offset, count, meta_end, checksum_, durable_);
+    }
+    return {r.row_checksum, r.n_nonfinite, r.error, r.stage};
+  }
+
+  /// (fd64 checksum, n_nonfinite, first index or -1) of the parts' current contents.
+  std::tuple<uint64_t, int64_t, int64_t> digest() const {
+    RowDigest d;
+    {
+      py::gil_scoped_release release;
+      d = digest_parts(parts_.data(), static_cast<int64_t>(parts_.size()), elem_);
+    }
+    return {d.checksum, d.n_nonfinite, d.first_nonfinite};
+  }
+
+  int64_t nbytes() const { return bytes_; }
+
+ private:
+  int fd_data_, fd_meta_, fd_commits_;
+  bool checksum_, durable_;
+  int elem_ = 0;
+  int64_t bytes_ = 0;
+  std::vector<RowPart> parts_;
+  std::vector<py::array> keep_;
+  std::string line_;
+};
+
 }  // namespace
 
 void register_io(py::module_& m) {
+  py::class_<PyPartsAppender>(m, "PartsAppender",
+                              "Snapshot-store appends of a row held in several arrays (e.g. a "
+                              "model's parameters), written from their memory in one call "
+                              "without the GIL (private; see SnapshotStore.parts_writer).")
+      .def(py::init<int, int, int, const py::list&, bool, bool>(), py::arg("fd_data"),
+           py::arg("fd_meta"), py::arg("fd_commits"), py::arg("parts"), py::arg("checksum"),
+           py::arg("durable"))
+      .def("append", &PyPartsAppender::append, py::arg("row_offset"), py::arg("meta"),
+           py::arg("meta_offset"), py::arg("commit_offset"), py::arg("count"),
+           py::arg("meta_end"),
+           "Digest the parts, write them as one row (pwritev), the metadata line (its "
+           "'\"nonfinite\":false' marker flipped on NaN/Inf) and the commit record. Returns "
+           "(row checksum, n_nonfinite, errno, stage).")
+      .def("digest", &PyPartsAppender::digest,
+           "(fd64 checksum, n_nonfinite, first index or -1) of the concatenated parts, as "
+           "digest_row of a gathered copy.")
+      .def_property_readonly("nbytes", &PyPartsAppender::nbytes);
+  m.def("digest_uses_avx512", &digest_uses_avx512,
+        "Whether the row digest takes its AVX-512 path (it follows the active SIMD level).");
   py::class_<PyAppendWriter>(m, "AppendWriter",
                              "Background thread appending rows to a snapshot store in order, "
                              "without the GIL (private; see SnapshotStore.append_async).")

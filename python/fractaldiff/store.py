@@ -83,6 +83,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "LayoutEntry",
     "ParameterLayout",
+    "PartsWriter",
     "SnapshotStore",
     "StoreCorruptedError",
     "StoreLockedError",
@@ -1560,6 +1561,61 @@ class SnapshotStore:
             self._writer.wait()
         return self.collect_async()
 
+    def parts_writer(self, parts: Sequence[Any]) -> PartsWriter:
+        """A writer that appends rows held in several arrays, straight from their memory.
+
+        For recording a model whose parameters live in separate tensors (see
+        ``fractaldiff.train.Recorder``): each :meth:`PartsWriter.append` digests the arrays where
+        they are (checksum and NaN/Inf count in one pass), writes them as one row with a single
+        vectored write, then the metadata line and the commit record, in one compiled call
+        without the GIL: no gathered copy and no background thread. The guarantees are those of
+        :meth:`append` (crash-safe once it returns); NaN/Inf values are stored and counted, not
+        refused, and every snapshot's metadata gets ``nonfinite`` as with :meth:`append_async`.
+
+        Parameters
+        ----------
+        parts : sequence of numpy.ndarray
+            C-contiguous arrays of the store's dtype (native byte order) whose concatenation, in
+            order, is one row of ``n_params`` values, e.g. ``[p.detach().numpy() for p in
+            model.parameters()]``. They are read at every append (keep them alive and in place;
+            a tensor whose storage is replaced needs a new writer).
+
+        Returns
+        -------
+        PartsWriter
+
+        Raises
+        ------
+        ValueError
+            Read-only or closed store, wrong dtype, non-contiguous part, wrong total size, or a
+            store format without the compiled append (``row_checksum="crc32"``, big-endian).
+        """
+        self._check_writable()
+        if self._checksum_kind == "crc32" or not _NATIVE_APPEND:
+            raise ValueError(
+                f"snapshot store {self.path}: parts_writer needs the fd64 row checksum on a "
+                f"little-endian machine (this store uses {self._checksum_kind!r}); use append"
+            )
+        arrays = []
+        total = 0
+        for i, part in enumerate(parts):
+            if not isinstance(part, np.ndarray):
+                raise TypeError(f"parts[{i}] must be a numpy array, got {type(part).__name__}")
+            if part.dtype != self._dtype or not part.dtype.isnative:
+                raise ValueError(
+                    f"parts[{i}] has dtype {part.dtype}; the store holds {self._dtype.name}"
+                )
+            if not part.flags.c_contiguous:
+                raise ValueError(f"parts[{i}] is not C-contiguous")
+            arrays.append(part.reshape(-1))
+            total += part.size
+        if total != self._n_params:
+            raise ValueError(
+                f"the parts hold {total} values but this store holds n_params={self._n_params} "
+                f"per snapshot"
+            )
+        return PartsWriter(self, arrays)
+
     def _settle(self) -> None:
         """Finish queued appends before anything reads or writes synchronously; reports that
         were not collected stay available to :meth:`collect_async`."""
@@ -1735,6 +1791,92 @@ class SnapshotStore:
             f"SnapshotStore({str(self.path)!r}, shape={self.shape}, dtype={self._dtype.name}, "
             f"{state})"
         )
+
+
+class PartsWriter:
+    """Appends one row held in several arrays to a store (see
+    :meth:`SnapshotStore.parts_writer`).
+
+    Attributes
+    ----------
+    store : SnapshotStore
+    parts : list of numpy.ndarray
+        The arrays, flattened views, in row order.
+    """
+
+    def __init__(self, store: SnapshotStore, parts: list[np.ndarray]) -> None:
+        from . import _core
+
+        self.store = store
+        self.parts = parts
+        self._native = _core.PartsAppender(
+            store._fds["data"], store._fds["meta"], store._fds["commits"], list(parts),
+            store._checksum, store._durable,
+        )
+
+    def append(self, **step_meta: Any) -> tuple[int, int]:
+        """Append the parts' current values as one snapshot, with its metadata.
+
+        Parameters
+        ----------
+        **step_meta
+            As for :meth:`SnapshotStore.append`; ``nonfinite`` (default False) is set True when
+            the row holds NaN/Inf.
+
+        Returns
+        -------
+        (int, int)
+            The index t of the new snapshot and its number of NaN/Inf values.
+        """
+        st = self.store
+        st._check_writable()
+        meta = dict(step_meta)
+        meta["nonfinite"] = bool(meta.get("nonfinite", False))  # flipped on NaN/Inf
+        line, step = st._prepare_meta(meta)
+        return self.append_line(line, step)
+
+    def append_line(self, line: bytes, step: int) -> tuple[int, int]:
+        """:meth:`append` with the metadata line already made: one JSON object holding
+        ``"step": step`` and ``"nonfinite":false`` (written exactly so, no spaces: it is
+        flipped to ``"nonfinite":true `` on NaN/Inf), ending in a newline. For callers that
+        format their lines from a template (the recorder); ``step`` must increase."""
+        st = self.store
+        if st._closed:
+            raise ValueError(f"snapshot store {st.path} is closed")
+        if st._writer is not None and st._writer.pending():
+            st._settle()  # queued append_async rows go first
+        if st._dirty:
+            st._rescan_after_error()
+        last = st._last_step
+        if last is not None and step <= last:
+            raise ValueError(
+                f"step={step} must be larger than the last snapshot's step {last} "
+                f"(steps increase strictly)"
+            )
+        t = st._count
+        meta_begin = st._meta_ends[-1] if t else 0
+        meta_end = meta_begin + len(line)
+        row_bytes = st._row_bytes
+        if (t + 1) * row_bytes > st._allocated:
+            st._preallocate((t + 1) * row_bytes)
+        st._dirty = True
+        crc, n_bad, err, stage = self._native.append(
+            t * row_bytes, line, meta_begin, t * _RECORD_SIZE, t + 1, meta_end
+        )
+        if err:
+            what = {1: DATA_FILE, 2: METADATA_FILE, 3: COMMIT_FILE}.get(stage, "sync")
+            raise OSError(err, f"{os.strerror(err)} while appending to {st.path / what}")
+        st._count = t + 1
+        st._meta_ends.append(meta_end)
+        st._row_crcs.append(crc)
+        st._last_step = step
+        st._dirty = False
+        return t, n_bad
+
+    def digest(self) -> tuple[int, int, int]:
+        """(fd64 checksum, number of NaN/Inf values, index of the first or -1) of the parts'
+        current values, as ``_core.digest_row`` of their concatenation."""
+        return tuple(int(v) for v in self._native.digest())  # type: ignore[return-value]
 
 
 def _reopen_read_only(path: str, count: int, recover: bool) -> SnapshotStore:

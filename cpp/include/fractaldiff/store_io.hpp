@@ -29,6 +29,19 @@ AppendResult commit_append(int fd_data, const void* row, int64_t row_bytes, int 
                            bool allow_nonfinite, bool durable,
                            const RowDigest* digest = nullptr);
 
+/// Append one snapshot whose row is the concatenation of ``parts`` (e.g. a model's parameter
+/// tensors), read where they are, with no gathered copy: the row is written from them with
+/// pwritev at row_offset of fd_data, the digest (checksum and NaN/Inf count) is taken from the
+/// parts, then the metadata line (its '"nonfinite":false' marker, if present, becomes
+/// '"nonfinite":true ' when the row holds NaN/Inf: ``meta`` is modified in place), then the commit
+/// record, in the order and with the syncs of commit_append. NaN/Inf values are stored and
+/// counted, never refused. The parts must not change during the call.
+AppendResult commit_append_parts(int fd_data, const RowPart* parts, int64_t n_parts,
+                                 int elem_size, int64_t row_offset, int fd_meta, char* meta,
+                                 int64_t meta_bytes, int64_t meta_offset, int fd_commits,
+                                 int64_t commit_offset, uint64_t count, uint64_t meta_end,
+                                 bool checksum, bool durable);
+
 /// Standard CRC-32 (the one zlib.crc32 computes).
 uint32_t crc32(const void* data, int64_t n, uint32_t crc = 0);
 

@@ -5,10 +5,16 @@ on the steps its schedule selects it copies the flattened parameters (all traina
 selection by name) and appends them, with per-step metadata, to a
 :class:`~fractaldiff.store.SnapshotStore`, and/or feeds them to online accumulators.
 
-Copies leave the training step quickly: parameters are gathered into one of a few
-preallocated buffers (pinned host memory and a non-blocking copy on a side stream on CUDA;
-one memcpy on the CPU) and a background writer thread appends them to the store, so the
-training loop does not wait for the disk (nor, on a GPU, for the device-to-host transfer).
+Recording costs the training loop little. CPU parameters recorded into a store (the common
+case) are written *directly*: one compiled call, without the GIL, checksums the parameters
+where they are (hot in the cache after the optimizer step) and writes them with one vectored
+write straight from the tensors' memory, then the metadata line and the commit record; no
+copy, no thread, and the snapshot is safe on disk (in the page cache) when :meth:`Recorder.step`
+returns. Otherwise (CUDA, online accumulators, a dtype conversion) parameters are gathered into
+one of a few preallocated buffers (pinned host memory and a non-blocking copy on a side stream
+on CUDA; one memcpy on the CPU) and a background writer thread appends them to the store, so
+the training loop does not wait for the disk (nor, on a GPU, for the device-to-host transfer).
+On steps without a snapshot, :meth:`Recorder.step` only reads the loss.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numbers
 import os
 import queue
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,7 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..store import ParameterLayout, SnapshotStore, is_store, open_store
+from ..store import (
+    _NATIVE_APPEND,
+    ParameterLayout,
+    PartsWriter,
+    SnapshotStore,
+    is_store,
+    open_store,
+)
 from .online import OnlineAccumulators
 
 __all__ = ["NonFiniteLossError", "Recorder", "log_schedule"]
@@ -120,7 +134,7 @@ def _as_float(value: Any) -> float | None:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"loss must be a scalar, got a tensor of shape {tuple(value.shape)}")
-        if value.device.type != "cpu":
+        if not value.is_cpu:
             return None
         return float(value.detach().item())
     if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, bool):
@@ -190,9 +204,14 @@ class Recorder:
         metadata flagged ``"nonfinite": true``) and then: warn once, raise
         :class:`NonFiniteLossError` (``"stop"``; from :meth:`step`, or from the next call when
         found by the background writer) or nothing.
+    direct : bool, optional
+        Write snapshots straight from the parameters' memory, synchronously, in one compiled
+        call (checksum, vectored write, metadata, commit record; no copy, no thread). Needs CPU
+        parameters of the store's dtype, a store and no online accumulators; default: whenever
+        that holds. False uses the copy + background writer path below.
     background : bool, default True
-        Append in a background thread (the loop only copies the parameters). False appends
-        synchronously inside :meth:`step` (simplest to debug).
+        When not writing directly: append in a background thread (the loop only copies the
+        parameters). False appends synchronously inside :meth:`step` (simplest to debug).
     buffers : int, default 3
         Snapshot buffers in flight (host memory: ``buffers * D * itemsize``; on CUDA as much
         again on the device). When all are busy, :meth:`step` waits for the oldest.
@@ -237,6 +256,7 @@ class Recorder:
         start_step: int | None = None,
         record_initial: bool = True,
         on_nan: str = "warn",
+        direct: bool | None = None,
         background: bool = True,
         buffers: int = 3,
         checksum: bool = True,
@@ -255,6 +275,7 @@ class Recorder:
         self.model = model
         self._params = _select_params(model, params)
         self.names = [n for n, _ in self._params]
+        self._tensors = [p for _, p in self._params]
         self.n_params = sum(p.numel() for _, p in self._params)
         self.layout = ParameterLayout.from_spec(
             [
@@ -298,7 +319,7 @@ class Recorder:
         self._pending_stop: NonFiniteLossError | None = None
         self._lock = threading.Lock()
 
-        tdtype = _DTYPES[dtype]
+        tdtype = _DTYPES[self.dtype]  # the store's dtype when resuming
         self._slots = [_Slot(self.n_params, tdtype, self.device) for _ in range(buffers)]
         self._free: queue.Queue = queue.Queue()
         for s in self._slots:
@@ -314,18 +335,37 @@ class Recorder:
         self._view_ptrs: list[int] = []
         self._all_views = False
         self._background = bool(background)
-        # CPU snapshots that only go to a store: handed to the store's compiled writer thread
-        # (no GIL; the training thread only gathers and enqueues). Otherwise (CUDA copies to
-        # wait for, online accumulators to feed) a Python writer thread does the work.
-        self._native = (
-            self._background
-            and self.store is not None
-            and self.online is None
-            and self.device.type == "cpu"
+        # CPU snapshots that only go to a store: written directly from the parameters (one
+        # compiled call, no copy, no thread), or with direct=False handed to the store's
+        # compiled writer thread (no GIL; the training thread only gathers and enqueues).
+        # Otherwise (CUDA copies to wait for, online accumulators to feed) a Python writer
+        # thread does the work.
+        store_only_cpu = (
+            self.store is not None and self.online is None and self.device.type == "cpu"
         )
+        can_direct = (
+            store_only_cpu
+            and _NATIVE_APPEND
+            and self.store._checksum_kind != "crc32"
+            and all(p.dtype == tdtype for _, p in self._params)
+        )
+        if direct and not can_direct:
+            raise ValueError(
+                "direct=True needs CPU parameters of the store's dtype "
+                f"({self.dtype}), a store with fd64 checksums and no online accumulators"
+            )
+        self._direct = can_direct if direct is None else bool(direct)
+        self._parts: PartsWriter | None = None  # the direct writer over the parameters
+        self._parts_ptrs: list[int] = []
+        self._gather_parts: PartsWriter | None = None  # direct, for non-contiguous params
+        self._templates: dict[tuple[bool, bool, bool, bool], str] = {}
+        self._every = None
+        if schedule is None:
+            self._every = 1 if every is None else int(every)
+        self._native = self._background and store_only_cpu and not self._direct
         self._inflight: dict[int, _Slot] = {}
         self._closed = False
-        if self._background and not self._native:
+        if self._background and not self._native and not self._direct:
             self._thread = threading.Thread(
                 target=self._writer_loop, name="fractaldiff-recorder", daemon=True
             )
@@ -482,24 +522,53 @@ class Recorder:
         NonFiniteLossError
             ``on_nan="stop"`` and the loss or parameters are not finite (after recording).
         """
-        self._check_usable()
+        # the fast path: a few attribute reads and, without a snapshot, no dict or JSON
+        if self._closed:
+            raise RuntimeError("this Recorder is closed")
         if step is None:
             step = self._step + 1
         elif isinstance(step, bool) or not isinstance(step, numbers.Integral):
             raise TypeError(f"step must be an int, got {type(step).__name__}")
         elif step <= self._step:
             raise ValueError(f"step={step} must be larger than the previous step {self._step}")
-        self._step = int(step)
-        host_loss = _as_float(loss)
+        else:
+            step = int(step)
+        self._step = step
+        if loss is None or type(loss) is float:
+            host_loss = loss
+        elif type(loss) is torch.Tensor and loss.is_cpu and loss.numel() == 1:
+            host_loss = float(loss.detach().item())
+        else:
+            host_loss = _as_float(loss)
+            if host_loss is None and self._dev_nonfinite is not None:
+                self._dev_nonfinite |= ~torch.isfinite(loss.detach()).all()
         nonfinite = host_loss is not None and not math.isfinite(host_loss)
-        if (
-            isinstance(loss, torch.Tensor)
-            and host_loss is None
-            and self._dev_nonfinite is not None
-        ):
-            self._dev_nonfinite |= ~torch.isfinite(loss.detach()).all()
         if nonfinite:
-            self._flag_nonfinite(self._step, f"loss is {host_loss}")
+            self._flag_nonfinite(step, f"loss is {host_loss}")
+        every = self._every
+        if self._direct:
+            due = step % every == 0 if every is not None else self._due(step)
+            taken = due and self._snapshot_direct(
+                step, epoch, lr, batch_size, host_loss, nonfinite, extra
+            )
+        elif (
+            self.store is not None
+            and (step % every == 0 if every is not None else self._due(step))
+        ) or (self.online is not None and step % self.online_every == 0):
+            meta = self._meta_dict(epoch, lr, batch_size, host_loss, nonfinite, extra)
+            taken = self._maybe_snapshot(step, meta, loss if host_loss is None else None)
+        else:
+            taken = False
+        if self._pending_error is not None or self._pending_stop is not None:
+            self._raise_pending()
+        if nonfinite and self.on_nan == "stop":
+            self._raise_stop(step)
+        return taken
+
+    @staticmethod
+    def _meta_dict(
+        epoch: Any, lr: Any, batch_size: Any, loss: float | None, nonfinite: bool, extra: dict
+    ) -> dict[str, Any]:
         meta: dict[str, Any] = {}
         if epoch is not None:
             meta["epoch"] = int(epoch)
@@ -507,16 +576,12 @@ class Recorder:
             meta["lr"] = float(lr)
         if batch_size is not None:
             meta["batch_size"] = int(batch_size)
-        if host_loss is not None:
-            meta["loss"] = host_loss
+        if loss is not None:
+            meta["loss"] = loss
         if nonfinite:
             meta["nonfinite"] = True
         meta.update(extra)
-        taken = self._maybe_snapshot(self._step, meta, loss if host_loss is None else None)
-        self._raise_pending()
-        if nonfinite and self.on_nan == "stop":
-            self._raise_stop(self._step)
-        return taken
+        return meta
 
     def _flag_nonfinite(self, step: int, what: str) -> None:
         with self._lock:
@@ -545,20 +610,33 @@ class Recorder:
         if err is not None:
             raise err
 
+    def _already_stored(self, step: int, initial: bool) -> bool:
+        """Whether ``step`` is not after the store's last step (warned once, unless initial)."""
+        if self._last_stored_step is None or step > self._last_stored_step:
+            return False
+        if not initial and not self._warned_skip:
+            self._warned_skip = True
+            warnings.warn(
+                f"step {step} is not after the store's last step {self._last_stored_step}: "
+                f"snapshots up to that step are skipped (pass start_step= when resuming)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return True
+
     def _maybe_snapshot(
         self, step: int, meta: dict, device_loss: Any, initial: bool = False
     ) -> bool:
+        if self._direct:
+            if not self._due(step):
+                return False
+            return self._snapshot_direct(
+                step, meta.pop("epoch", None), meta.pop("lr", None), meta.pop("batch_size", None),
+                meta.pop("loss", None), bool(meta.pop("nonfinite", False)), meta, initial,
+            )
         to_store = self.store is not None and self._due(step)
-        if to_store and self._last_stored_step is not None and step <= self._last_stored_step:
+        if to_store and self._already_stored(step, initial):
             to_store = False
-            if not initial and not self._warned_skip:
-                self._warned_skip = True
-                warnings.warn(
-                    f"step {step} is not after the store's last step {self._last_stored_step}: "
-                    f"snapshots up to that step are skipped (pass start_step= when resuming)",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
         to_online = self.online is not None and step % self.online_every == 0
         if not (to_store or to_online):
             return False
@@ -583,6 +661,87 @@ class Recorder:
         else:
             self._consume(item)
         return to_store
+
+    def _snapshot_direct(
+        self,
+        step: int,
+        epoch: Any,
+        lr: Any,
+        batch_size: Any,
+        loss: float | None,
+        nonfinite: bool,
+        extra: dict,
+        initial: bool = False,
+    ) -> bool:
+        """Write one snapshot straight from the parameters (see ``direct``)."""
+        if self._last_stored_step is not None and self._already_stored(step, initial):
+            return False
+        writer = self._parts_writer()
+        if lr is not None:
+            lr = float(lr)
+        # the metadata line: a template for the usual keys, else the store's JSON encoding
+        if not extra and not nonfinite and (lr is None or math.isfinite(lr)):
+            key = (epoch is not None, lr is not None, batch_size is not None, loss is not None)
+            template = self._templates.get(key)
+            if template is None:
+                template = self._templates[key] = self._template(*key)
+            args = [step]
+            if epoch is not None:
+                args.append(int(epoch))
+            if lr is not None:
+                args.append(lr)
+            if batch_size is not None:
+                args.append(int(batch_size))
+            if loss is not None:
+                args.append(loss)
+            args.append(time.time())
+            line = (template % tuple(args)).encode()
+        else:
+            meta = self._meta_dict(epoch, lr, batch_size, loss, nonfinite, extra)
+            meta["step"] = step
+            meta["nonfinite"] = bool(meta.get("nonfinite", False))
+            line, _ = self.store._prepare_meta(meta)
+        if writer is None:  # a parameter is not contiguous: gather it first
+            slot = self._slots[0]
+            self._capture(slot, None)
+            if self._gather_parts is None:
+                self._gather_parts = self.store.parts_writer([slot.host_np])
+            writer = self._gather_parts
+        _, n_bad = writer.append_line(line, step)
+        self.n_snapshots += 1
+        self._last_stored_step = step
+        if n_bad:
+            self._flag_nonfinite(step, f"the parameters are not finite ({n_bad} values)")
+        return True
+
+    @staticmethod
+    def _template(epoch: bool, lr: bool, batch_size: bool, loss: bool) -> str:
+        """A metadata line's %-format: the keys the store's JSON encoding would write, in the
+        same order (``%r`` of a finite float is what ``json.dumps`` writes)."""
+        parts = ['{"step":%d']
+        if epoch:
+            parts.append('"epoch":%d')
+        if lr:
+            parts.append('"lr":%r')
+        if batch_size:
+            parts.append('"batch_size":%d')
+        if loss:
+            parts.append('"loss":%r')
+        parts.append('"nonfinite":false,"wall_time":%r}\n')
+        return ",".join(parts)
+
+    def _parts_writer(self) -> PartsWriter | None:
+        """The direct writer over the parameters' memory (rebuilt when a parameter's storage
+        was replaced, e.g. by ``p.data = ...``); None while one is not contiguous."""
+        ptrs = [p.data_ptr() for p in self._tensors]
+        if ptrs != self._parts_ptrs or self._parts is None:
+            self._parts = None
+            self._parts_ptrs = ptrs
+            if all(p.is_contiguous() for _, p in self._params):
+                self._parts = self.store.parts_writer(
+                    [p.detach().numpy().reshape(-1) for _, p in self._params]
+                )
+        return self._parts
 
     def _flat_views(self) -> list[torch.Tensor]:
         """Flat views of the recorded parameters (cached; rebuilt if a parameter's storage
