@@ -100,7 +100,38 @@ def test_fd64_matches_reference_at_every_simd_level(simd_level, n_bytes):
     assert int(_core.digest_row(raw, 1)[0]) == ref
     assert int(_core.digest_row(raw, 0)[0]) == ref
     if simd_level == "avx512":
-        assert _core.digest_uses_avx512() in (True, False)  # False on CPUs without VL/DQ/BW
+        assert _core.digest_uses_avx512() == _cpu_has_avx512_digest()
+    else:
+        assert not _core.digest_uses_avx512()  # the portable code at the lower levels
+
+
+def _cpu_has_avx512_digest() -> bool:
+    """Whether this CPU has what the AVX-512 digest needs (F, VL, DQ, BW)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:  # pragma: no cover - not Linux
+        return _core.digest_uses_avx512()
+    return all(f in flags for f in ("avx512f", "avx512vl", "avx512dq", "avx512bw"))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 3, 4095, 16_384, 32_768 + 5, 8 * 16_384 + 3, 300_001])
+def test_float_rows_match_reference_and_numpy_at_every_simd_level(simd_level, dtype, n):
+    """Checksum against the plain-Python fd64, NaN/Inf count and first position against numpy,
+    for every float width, at every SIMD level and thread count (rows of >= 2 MiB split)."""
+    rng = np.random.default_rng(n)
+    row = rng.standard_normal(n).astype(dtype)
+    if n:
+        bad = np.unique(rng.integers(0, n, size=min(n, 5)))
+        row[bad] = np.array([np.nan, np.inf, -np.inf, np.nan, np.inf][:bad.size], dtype)
+    ref = fd64_reference(row.tobytes())
+    nonfinite = np.flatnonzero(~np.isfinite(row))
+    want = (ref, nonfinite.size, int(nonfinite[0]) if nonfinite.size else -1)
+    for threads in (1, 0):
+        got = _core.digest_row(row, threads)
+        assert (int(got[0]), got[1], got[2]) == want, (threads, n)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])

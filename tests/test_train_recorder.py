@@ -374,3 +374,63 @@ def test_direct_needs_cpu_store_only_recording(tmp_path):
     with fd.open_store(tmp_path / "e.fdstore") as s:
         assert s.dtype == np.float64
         np.testing.assert_array_equal(s[:], np.stack([first, _flat(model)]))
+
+
+def test_nonfinite_marker_is_the_top_level_one(tmp_path):
+    """A user's value may hold its own "nonfinite" key: NaN parameters flag the top-level
+    key, on every compiled write path (direct, parts_writer, append_async)."""
+    model = _model()
+    with torch.no_grad():
+        model.fc1.weight[0, 0] = float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with Recorder(model, tmp_path / "r.fdstore", record_initial=False) as rec:
+            rec.step(info={"nonfinite": False, "text": '"nonfinite":false'})
+    st = fd.SnapshotStore.create(tmp_path / "s.fdstore", n_params=3)
+    row = np.array([1.0, np.nan, 2.0], np.float32)
+    st.parts_writer([row]).append(step=0, info={"nonfinite": False})
+    st.append_async(row, step=1, info={"nonfinite": False})
+    st.close()
+    for path in ("r.fdstore", "s.fdstore"):
+        with fd.open_store(tmp_path / path) as s:
+            for rec_ in s.records:
+                assert rec_["nonfinite"] is True, (path, rec_)
+                assert rec_["info"]["nonfinite"] is False, (path, rec_)
+            lines = (tmp_path / path / "steps.jsonl").read_text().splitlines()
+            assert all(line.startswith('{"step":') and ',"nonfinite":true ,' in line
+                       for line in lines), lines
+
+
+def test_direct_template_lines_match_the_json_encoding(tmp_path):
+    model = _model()
+    with Recorder(model, tmp_path / "a.fdstore", record_initial=False) as rec:
+        rec.step(loss=0.5, lr=0.1, epoch=1, batch_size=8)  # template
+        rec.step(loss=0.5, lr=0.1, epoch=1, batch_size=8, tag="x")  # JSON encoding
+    lines = (tmp_path / "a.fdstore" / "steps.jsonl").read_text().splitlines()
+    strip = [line.split(',"wall_time"')[0] for line in lines]
+    assert strip[0] == '{"step":1,"nonfinite":false,"epoch":1,"lr":0.1,"batch_size":8,"loss":0.5'
+    assert strip[1] == strip[0].replace('"step":1', '"step":2') + ',"tag":"x"'
+
+
+def test_direct_step_must_fit_int64(tmp_path):
+    model = _model()
+    with Recorder(model, tmp_path / "b.fdstore") as rec:
+        with pytest.raises(ValueError, match="does not fit in int64"):
+            rec.step(step=2**63)
+        rec.step(step=5)
+    with fd.open_store(tmp_path / "b.fdstore") as s:
+        assert list(s.steps) == [0, 5]
+
+
+def test_dtype_change_mid_run_is_converted(tmp_path):
+    model = _model()
+    with Recorder(model, tmp_path / "c.fdstore") as rec:
+        rec.step(loss=1.0)
+        model.double()  # new float64 storage: the float32 store gets converted copies
+        with torch.no_grad():
+            model.fc1.weight.add_(1.0)
+        rec.step(loss=1.0)
+        want = _flat(model).astype(np.float32)
+    with fd.open_store(tmp_path / "c.fdstore") as s:
+        assert list(s.steps) == [0, 1, 2] and s.verify() == 3
+        np.testing.assert_array_equal(s[2], want)

@@ -153,13 +153,13 @@ class PyPartsAppender {
     Py_ssize_t meta_len = 0;
     if (PyBytes_AsStringAndSize(meta.ptr(), &meta_ptr, &meta_len) != 0)
       throw py::error_already_set();
-    line_.assign(meta_ptr, static_cast<size_t>(meta_len));  // the NaN flag may change it
+    std::string line(meta_ptr, static_cast<size_t>(meta_len));  // the NaN flag may change it
     AppendResult r;
     {
       py::gil_scoped_release release;
       r = commit_append_parts(fd_data_, parts_.data(), static_cast<int64_t>(parts_.size()),
-                              elem_, row_offset, fd_meta_, line_.data(),
-                              static_cast<int64_t>(line_.size()), meta_offset, fd_commits_,
+                              elem_, row_offset, fd_meta_, line.data(),
+                              static_cast<int64_t>(line.size()), meta_offset, fd_commits_,
                               commit_offset, count, meta_end, checksum_, durable_);
     }
     return {r.row_checksum, r.n_nonfinite, r.error, r.stage};
@@ -184,7 +184,6 @@ class PyPartsAppender {
   int64_t bytes_ = 0;
   std::vector<RowPart> parts_;
   std::vector<py::array> keep_;
-  std::string line_;
 };
 
 }  // namespace

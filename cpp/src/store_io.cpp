@@ -43,6 +43,7 @@ int pwrite_all(int fd, const void* data, int64_t n, int64_t offset) {
       if (errno == EINTR) continue;
       return errno;
     }
+    if (w == 0) return EIO;  // no progress: never loop forever
     p += w;
     n -= w;
     offset += w;

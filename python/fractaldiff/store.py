@@ -1367,6 +1367,10 @@ class SnapshotStore:
         if not -(2**63) <= step < 2**63:
             raise ValueError(f"step={step} does not fit in int64")
         rec["step"] = step
+        if "nonfinite" in step_meta:
+            # right after the step: the compiled writers flip the first '"nonfinite":false' in
+            # the line on NaN/Inf, which must be this one, not one nested in a user's value
+            rec["nonfinite"] = step_meta.pop("nonfinite")
         for key, value in step_meta.items():
             rec[key] = value
         rec.setdefault("wall_time", time.time())
@@ -1578,7 +1582,10 @@ class SnapshotStore:
             C-contiguous arrays of the store's dtype (native byte order) whose concatenation, in
             order, is one row of ``n_params`` values, e.g. ``[p.detach().numpy() for p in
             model.parameters()]``. They are read at every append (keep them alive and in place;
-            a tensor whose storage is replaced needs a new writer).
+            a tensor whose storage is replaced needs a new writer). They must not change
+            while an append runs: the row is written and its checksum taken from their memory
+            (another thread updating them meanwhile leaves a row whose checksum does not match;
+            use :meth:`append` of a private copy then).
 
         Returns
         -------
@@ -1847,6 +1854,11 @@ class PartsWriter:
             st._settle()  # queued append_async rows go first
         if st._dirty:
             st._rescan_after_error()
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise TypeError(f"step must be an integer, got {type(step).__name__} {step!r}")
+        step = int(step)
+        if not -(2**63) <= step < 2**63:
+            raise ValueError(f"step={step} does not fit in int64")
         last = st._last_step
         if last is not None and step <= last:
             raise ValueError(

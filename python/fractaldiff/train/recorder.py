@@ -531,6 +531,8 @@ class Recorder:
             raise TypeError(f"step must be an int, got {type(step).__name__}")
         elif step <= self._step:
             raise ValueError(f"step={step} must be larger than the previous step {self._step}")
+        elif step >= 2**63:
+            raise ValueError(f"step={step} does not fit in int64")
         else:
             step = int(step)
         self._step = step
@@ -718,7 +720,7 @@ class Recorder:
     def _template(epoch: bool, lr: bool, batch_size: bool, loss: bool) -> str:
         """A metadata line's %-format: the keys the store's JSON encoding would write, in the
         same order (``%r`` of a finite float is what ``json.dumps`` writes)."""
-        parts = ['{"step":%d']
+        parts = ['{"step":%d', '"nonfinite":false']
         if epoch:
             parts.append('"epoch":%d')
         if lr:
@@ -727,17 +729,19 @@ class Recorder:
             parts.append('"batch_size":%d')
         if loss:
             parts.append('"loss":%r')
-        parts.append('"nonfinite":false,"wall_time":%r}\n')
+        parts.append('"wall_time":%r}\n')
         return ",".join(parts)
 
     def _parts_writer(self) -> PartsWriter | None:
         """The direct writer over the parameters' memory (rebuilt when a parameter's storage
-        was replaced, e.g. by ``p.data = ...``); None while one is not contiguous."""
+        was replaced, e.g. by ``p.data = ...``); None while one is not contiguous or not of the
+        store's dtype (the gather path copies and converts those)."""
         ptrs = [p.data_ptr() for p in self._tensors]
         if ptrs != self._parts_ptrs or self._parts is None:
             self._parts = None
             self._parts_ptrs = ptrs
-            if all(p.is_contiguous() for _, p in self._params):
+            want = getattr(torch, self.store.dtype.name)  # float16/32/64: same names
+            if all(p.is_contiguous() and p.dtype == want for _, p in self._params):
                 self._parts = self.store.parts_writer(
                     [p.detach().numpy().reshape(-1) for _, p in self._params]
                 )
