@@ -44,17 +44,30 @@ enum class FoldKind : int { msd_fft = 0, msd_lags = 1, displacement = 2, box_ids
 /// fold_device reads a matrix already in device memory (any strides, 64-bit offsets);
 /// fold_host streams a host matrix through two pinned staging buffers and two streams, the copy
 /// of one column sub-block overlapping the kernel of the previous one. finish() waits, adds the
-/// device accumulators into the caller's host arrays (same layout as the CPU kernels), resets
-/// them and returns a Status. Device memory used (staging, workspace, accumulators) stays within
-/// memory_limit bytes; pinned host staging is bounded by the same number. The one exception is
-/// the (T, T) float64 matrix of the gram kind: it is the result itself (as large as the host
-/// array it is added into) and is not counted.
+/// device accumulators into the caller's host arrays (same layout as the CPU kernels; copied in
+/// chunks through two small pinned buffers, no full-size host temporary), resets them and
+/// returns a Status. Every kernel, copy and reset runs on the fold's own compute stream, so a
+/// reset is ordered with the folds before and after it.
+///
+/// Memory: the device memory the fold allocates (staging, workspaces, partial sums, box-id sums,
+/// origin and column-mean chunks, accumulators) stays within memory_limit bytes, and so does its
+/// pinned host memory (staging, origin and read-back chunks). Launches on many columns run in
+/// column chunks so that the per-column buffers (box origins, Gram column means) stay bounded
+/// for any D. Not counted:
+///  - the (T, T) float64 matrix of the gram kind: it is the result itself (as large as the host
+///    array it is added into); its allocation failing is reported with its size, T*T*8 bytes;
+///  - what the CUDA runtime itself reserves on the device (context, kernel images, the staging
+///    of pageable copies);
+///  - memory the caller provides (fold_device's input, the host arrays).
+///
+/// Every method makes the fold's device current while it runs and restores the caller's current
+/// device when it returns or throws.
 ///
 /// box_ids: call configure_box() once after construction and set_box_block() before each
 /// fold_device/fold_host call (it names the global index of the block's first column and the
 /// block's per-column origins); finish_ids() adds the (T, n_scales, 2) id sums (mod 2^64).
 /// gram: finish(G) adds the centred Gram matrix of the folded columns into the lower triangle
-/// (j <= i) of the host (T, T) array G (the strict upper triangle receives scratch values).
+/// (j <= i) of the host (T, T) array G (its strict upper triangle is not written).
 class GpuFold {
  public:
   GpuFold(FoldKind kind, int device, int64_t n_rows, int64_t n_direct,
@@ -71,7 +84,9 @@ class GpuFold {
   /// box_ids only: scales, key seed and 1/eps0 (computed by the caller as on the CPU).
   void configure_box(int n_scales, uint64_t key_seed, double inv_eps0);
   /// box_ids only: the next folded block starts at global column col_start; origin holds its
-  /// n_cols per-column origins (copied, stream-ordered after the kernels already issued).
+  /// n_cols per-column origins. They are not copied here: the following fold_device/fold_host
+  /// calls read them (in column chunks, through pinned buffers), so `origin` must stay valid and
+  /// unchanged until the next set_box_block() or finish_ids().
   void set_box_block(int64_t col_start, const double* origin, int64_t n_cols);
   /// box_ids only: wait, add the id sums into ids (T, n_scales, 2) mod 2^64, reset; returns kOk
   /// or kOutOfRange (a quantized coordinate fell outside [0, 2^31), or NaN).

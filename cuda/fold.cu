@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,9 @@ struct DevBuf {
   ~DevBuf() {
     if (p) cudaFree(p);
   }
-  void alloc(size_t n, const char* what) {
-    if (p) cudaFree(p);
+  /// `advice` ends the out-of-memory message (default: the buffer counts in memory_limit).
+  void alloc(size_t n, const char* what, const char* advice = nullptr) {
+    if (p) FD_CUDA_CHECK(cudaFree(p));
     p = nullptr;
     bytes = 0;
     if (n == 0) n = 8;
@@ -45,9 +47,15 @@ struct DevBuf {
       p = nullptr;
       throw CudaOutOfMemory("fractaldiff CUDA: could not allocate " + std::to_string(n) +
                             " bytes of device memory for " + what + " (" +
-                            cudaGetErrorString(e) + "); lower memory_limit or free GPU memory");
+                            cudaGetErrorString(e) + "); " +
+                            (advice ? advice : "lower memory_limit or free GPU memory"));
     }
     bytes = n;
+  }
+  void free() {
+    if (p) FD_CUDA_CHECK(cudaFree(p));
+    p = nullptr;
+    bytes = 0;
   }
   template <class T>
   T* as() const { return static_cast<T*>(p); }
@@ -63,6 +71,9 @@ struct PinnedBuf {
     if (p) cudaFreeHost(p);
   }
   void alloc(size_t n) {
+    if (p) FD_CUDA_CHECK(cudaFreeHost(p));
+    p = nullptr;
+    bytes = 0;
     const cudaError_t e = cudaHostAlloc(&p, n, cudaHostAllocDefault);
     if (e != cudaSuccess) {
       (void)cudaGetLastError();
@@ -73,6 +84,41 @@ struct PinnedBuf {
     }
     bytes = n;
   }
+};
+
+/// Makes `device` current for its lifetime and restores the caller's current device on exit,
+/// error paths included (the destructor cannot throw: a failed restore is dropped).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    FD_CUDA_CHECK(cudaGetDevice(&prev_));
+    if (prev_ != device) {
+      FD_CUDA_CHECK(cudaSetDevice(device));
+      switched_ = true;
+    }
+  }
+  /// For destructors: never throws; leaves the current device alone when it cannot be read.
+  DeviceGuard(int device, std::nothrow_t) {
+    if (cudaGetDevice(&prev_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return;
+    }
+    if (prev_ != device) {
+      if (cudaSetDevice(device) == cudaSuccess)
+        switched_ = true;
+      else
+        (void)cudaGetLastError();
+    }
+  }
+  ~DeviceGuard() {
+    if (switched_ && cudaSetDevice(prev_) != cudaSuccess) (void)cudaGetLastError();
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = 0;
+  bool switched_ = false;
 };
 
 int grid_cap(int64_t want, int64_t cap) {
@@ -106,15 +152,24 @@ struct GpuFold::Impl {
   int sm_count = 1, smem_optin = 48 * 1024;
   cudaStream_t compute = nullptr, copy = nullptr;
   cudaEvent_t h2d_done[2] = {nullptr, nullptr}, consumed[2] = {nullptr, nullptr};
+  // read-back of the accumulators (finish) and box origins: two pinned chunks each
+  cudaEvent_t rb_ready[2] = {nullptr, nullptr}, origin_copied[2] = {nullptr, nullptr};
   DevBuf acc, part, tw, status, d_lags, gwork, stage[2];
-  DevBuf d_origin, means, gpart;  // box ids: origins; gram: column means, K-split partials
-  PinnedBuf pinned[2];
+  // box ids: origins of one column chunk; gram: column means of one column chunk, K-split partials
+  DevBuf d_origin, means, gpart;
+  PinnedBuf pinned[2], readback_buf[2], pin_origin[2];
   int64_t acc_len = 0, stage_bytes = 0;
+  /// Bytes of one "auxiliary" chunk: the device origins (box ids) or column means (gram) of
+  /// aux_bytes / 8 columns, and each pinned read-back or origin chunk. Launches on more columns
+  /// run in column chunks of that width, so these buffers stay bounded for any D.
+  int64_t aux_bytes = 0;
   // box ids
   int n_scales = 0;
   uint64_t key_seed = 0;
   double inv_eps0 = 1.0;
   int64_t box_col_start = 0, box_cols = -1;
+  const double* box_origin = nullptr;  // the caller's origins of the current block (not copied)
+  int origin_slot = 0;
 
   ~Impl() {
     if (compute) cudaStreamSynchronize(compute);
@@ -122,14 +177,26 @@ struct GpuFold::Impl {
     for (int k = 0; k < 2; ++k) {
       if (h2d_done[k]) cudaEventDestroy(h2d_done[k]);
       if (consumed[k]) cudaEventDestroy(consumed[k]);
+      if (rb_ready[k]) cudaEventDestroy(rb_ready[k]);
+      if (origin_copied[k]) cudaEventDestroy(origin_copied[k]);
     }
     if (compute) cudaStreamDestroy(compute);
     if (copy) cudaStreamDestroy(copy);
+    if (compute) (void)cudaGetLastError();  // a destructor reports nothing
   }
+
+  /// Validate, allocate and upload what the fold kind needs (the current device is `device`).
+  void init(FoldKind kind_, int device, int64_t n_rows, int64_t n_direct_,
+            const std::vector<int64_t>& lags_, int64_t ref_, int64_t memory_limit_);
 
   int64_t fixed_bytes() const {
     return static_cast<int64_t>(acc.bytes + part.bytes + tw.bytes + status.bytes + d_lags.bytes +
                                 gwork.bytes + d_origin.bytes + means.bytes + gpart.bytes);
+  }
+
+  /// fixed_bytes() as counted against memory_limit: without the gram kind's (T, T) result.
+  int64_t counted_bytes() const {
+    return fixed_bytes() - (kind == FoldKind::gram ? static_cast<int64_t>(acc.bytes) : 0);
   }
 
   /// Throw CudaOutOfMemory when `need` bytes exceed memory_limit.
@@ -286,45 +353,78 @@ struct GpuFold::Impl {
     }
   }
 
+  /// box ids: the block about to be folded (n_cols columns) has its origins and a configuration.
+  void check_box_block(int64_t n_cols) const {
+    if (n_scales == 0) throw std::logic_error("GpuFold(box_ids): configure_box() was not called");
+    if (box_cols < 0 || n_cols > box_cols)
+      throw std::invalid_argument("GpuFold(box_ids): set_box_block() gave " +
+                                  std::to_string(std::max<int64_t>(0, box_cols)) +
+                                  " origins for a block of " + std::to_string(n_cols) +
+                                  " columns");
+  }
+
+  /// Columns per origin / column-mean chunk.
+  int64_t aux_cols() const { return aux_bytes / 8; }
+
   template <class S>
   void launch_box(const StridedMatrix& x, int64_t c_off) {
     using namespace kern;
-    if (n_scales == 0) throw std::logic_error("GpuFold(box_ids): configure_box() was not called");
-    if (box_cols < 0 || c_off + x.n_cols > box_cols)
-      throw std::invalid_argument("GpuFold(box_ids): set_box_block() gave " +
-                                  std::to_string(std::max<int64_t>(0, box_cols)) +
-                                  " origins for a block of " + std::to_string(c_off + x.n_cols) +
-                                  " columns");
-    BoxArgs a;
-    a.x = x.data;
-    a.T = x.n_rows;
-    a.B = x.n_cols;
-    a.rs = x.row_stride;
-    a.cs = x.col_stride;
-    a.origin = d_origin.as<double>() + c_off;
-    a.col_start = box_col_start + c_off;
-    a.inv_eps0 = inv_eps0;
-    a.n_scales = n_scales;
-    a.key_seed = key_seed;
-    a.ids = acc.as<unsigned long long>();
-    a.status = status.as<int>();
-    if (n_scales <= 8) {
-      run_box<S, 8>(a, x.n_rows);
-    } else if (n_scales <= 16) {
-      run_box<S, 16>(a, x.n_rows);
-    } else {
-      run_box<S, 31>(a, x.n_rows);
+    check_box_block(c_off + x.n_cols);
+    // the origins go up in chunks of aux_cols() columns through two pinned buffers into one
+    // device buffer: on the compute stream, each copy is ordered after the kernel that read the
+    // previous chunk, and a pinned buffer is refilled once its copy (two chunks ago) is done
+    const int64_t cap = aux_cols();
+    for (int64_t c = 0; c < x.n_cols; c += cap) {
+      const int64_t n = std::min(cap, x.n_cols - c);
+      const int k = origin_slot;
+      origin_slot ^= 1;
+      FD_CUDA_CHECK(cudaEventSynchronize(origin_copied[k]));
+      std::memcpy(pin_origin[k].p, box_origin + c_off + c, static_cast<size_t>(n) * 8);
+      FD_CUDA_CHECK(cudaMemcpyAsync(d_origin.p, pin_origin[k].p, static_cast<size_t>(n) * 8,
+                                    cudaMemcpyHostToDevice, compute));
+      FD_CUDA_CHECK(cudaEventRecord(origin_copied[k], compute));
+      BoxArgs a;
+      a.x = static_cast<const S*>(x.data) + c * x.col_stride;
+      a.T = x.n_rows;
+      a.B = n;
+      a.rs = x.row_stride;
+      a.cs = x.col_stride;
+      a.origin = d_origin.as<double>();
+      a.col_start = box_col_start + c_off + c;
+      a.inv_eps0 = inv_eps0;
+      a.n_scales = n_scales;
+      a.key_seed = key_seed;
+      a.ids = acc.as<unsigned long long>();
+      a.status = status.as<int>();
+      if (n_scales <= 8) {
+        run_box<S, 8>(a, x.n_rows);
+      } else if (n_scales <= 16) {
+        run_box<S, 16>(a, x.n_rows);
+      } else {
+        run_box<S, 31>(a, x.n_rows);
+      }
+    }
+  }
+
+  /// gram: column chunks of aux_cols() columns (their means fit the means buffer); centred
+  /// Gram matrices of disjoint column sets add up.
+  template <class S>
+  void launch_gram(const StridedMatrix& x) {
+    const int64_t cap = aux_cols();
+    for (int64_t c = 0; c < x.n_cols; c += cap) {
+      StridedMatrix sub = x;
+      sub.data = static_cast<const S*>(x.data) + c * x.col_stride;
+      sub.n_cols = std::min(cap, x.n_cols - c);
+      launch_gram_chunk<S>(sub);
     }
   }
 
   template <class S>
-  void launch_gram(const StridedMatrix& x) {
+  void launch_gram_chunk(const StridedMatrix& x) {
     using namespace kern;
     const int64_t B = x.n_cols;
-    if (static_cast<int64_t>(means.bytes) < B * 8) {
-      FD_CUDA_CHECK(cudaStreamSynchronize(compute));  // the old buffer may still be read
-      means.alloc(static_cast<size_t>(B * 8), "the column means");
-    }
+    // the means buffer (aux_bytes, allocated with the fold) is rewritten after the previous
+    // chunk's Gram kernel has read it: both run on the compute stream
     column_means_kernel<S><<<grid_cap(ceil_div(B, 256), 8LL * sm_count), 256, 0, compute>>>(
         static_cast<const S*>(x.data), T, B, x.row_stride, x.col_stride, means.as<double>(),
         status.as<int>());
@@ -405,21 +505,91 @@ struct GpuFold::Impl {
 
   // ---- host streaming ------------------------------------------------------------------------
 
+  /// Bytes kept free of the staging buffers for the box-id fold: its device origin chunk and,
+  /// so that the pinned host memory stays within memory_limit as well, the two pinned origin
+  /// chunks and the two pinned read-back chunks.
+  int64_t box_reserve() const { return 4 * aux_bytes + 4096; }
+
   /// Two device staging buffers (and, when the source must be packed, two pinned ones), each at
-  /// most a quarter of memory_limit but at least one column pair.
+  /// most a quarter of memory_limit (box ids: at most half of what the id sums and the origin
+  /// and read-back chunks leave) but at least one column pair.
   void ensure_staging(int64_t item, bool need_pinned) {
     if (stage_bytes == 0) {
       int64_t per = std::min<int64_t>(memory_limit / 4, 256LL << 20);
+      if (kind == FoldKind::box_ids)
+        per = std::min<int64_t>(per, (memory_limit - static_cast<int64_t>(acc.bytes) -
+                                      box_reserve()) / 2);
       per = std::max<int64_t>(per, 2 * T * item);
+      per = (per + 255) / 256 * 256;
+      require_budget(counted_bytes() -
+                         static_cast<int64_t>(part.bytes + gwork.bytes + gpart.bytes) + 2 * per,
+                     "two staging buffers of " + std::to_string(per) + " bytes each");
+      // partial sums sized while nothing was staged (fold_device) would now exceed the budget:
+      // drop them, the next launch sizes them again within what the staging leaves
+      if (counted_bytes() + 2 * per > memory_limit) {
+        FD_CUDA_CHECK(cudaStreamSynchronize(compute));
+        part.free();
+        gwork.free();
+        gpart.free();
+      }
       for (int k = 0; k < 2; ++k) {
         stage[k].alloc(static_cast<size_t>(per), "the host-to-device staging buffers");
-        FD_CUDA_CHECK(cudaEventCreateWithFlags(&h2d_done[k], cudaEventDisableTiming));
-        FD_CUDA_CHECK(cudaEventCreateWithFlags(&consumed[k], cudaEventDisableTiming));
+        if (!h2d_done[k])
+          FD_CUDA_CHECK(cudaEventCreateWithFlags(&h2d_done[k], cudaEventDisableTiming));
+        if (!consumed[k])
+          FD_CUDA_CHECK(cudaEventCreateWithFlags(&consumed[k], cudaEventDisableTiming));
       }
       stage_bytes = per;
     }
     if (need_pinned && pinned[0].p == nullptr)
       for (int k = 0; k < 2; ++k) pinned[k].alloc(static_cast<size_t>(stage_bytes));
+  }
+
+  /// Two pinned read-back chunks of aux_bytes and their events (allocated on first use).
+  void ensure_readback() {
+    for (int k = 0; k < 2; ++k) {
+      if (!readback_buf[k].p) readback_buf[k].alloc(static_cast<size_t>(aux_bytes));
+      if (!rb_ready[k])
+        FD_CUDA_CHECK(cudaEventCreateWithFlags(&rb_ready[k], cudaEventDisableTiming));
+    }
+  }
+
+  /// Copy n elements of device memory to the host in chunks of aux_bytes through two pinned
+  /// buffers (the copy of chunk i + 1 overlaps consume(chunk, first, count) of chunk i), on the
+  /// compute stream, i.e. after every kernel issued so far.
+  template <class E, class F>
+  void read_back(const E* dev, int64_t n, F&& consume) {
+    ensure_readback();
+    const int64_t per = aux_bytes / static_cast<int64_t>(sizeof(E));
+    const int64_t chunks = ceil_div(n, per);
+    auto issue = [&](int64_t i) {
+      const int k = static_cast<int>(i & 1);
+      const int64_t first = i * per, count = std::min(per, n - first);
+      FD_CUDA_CHECK(cudaMemcpyAsync(readback_buf[k].p, dev + first,
+                                    static_cast<size_t>(count) * sizeof(E),
+                                    cudaMemcpyDeviceToHost, compute));
+      FD_CUDA_CHECK(cudaEventRecord(rb_ready[k], compute));
+    };
+    if (chunks > 0) issue(0);
+    for (int64_t i = 0; i < chunks; ++i) {
+      // buffer (i + 1) & 1 was consumed in the previous iteration: refill it now
+      if (i + 1 < chunks) issue(i + 1);
+      const int k = static_cast<int>(i & 1);
+      FD_CUDA_CHECK(cudaEventSynchronize(rb_ready[k]));
+      const int64_t first = i * per;
+      consume(static_cast<const E*>(readback_buf[k].p), first, std::min(per, n - first));
+    }
+  }
+
+  /// Read the status flag and reset the accumulators and the flag, all on the compute stream
+  /// (ordered after the kernels and the read-back; the next fold's kernels follow them).
+  int read_flag_and_reset() {
+    int flag = 0;
+    FD_CUDA_CHECK(cudaMemcpyAsync(&flag, status.p, sizeof(int), cudaMemcpyDeviceToHost, compute));
+    FD_CUDA_CHECK(cudaMemsetAsync(acc.p, 0, acc.bytes, compute));
+    FD_CUDA_CHECK(cudaMemsetAsync(status.p, 0, sizeof(int), compute));
+    FD_CUDA_CHECK(cudaStreamSynchronize(compute));
+    return flag;
   }
 
   void fold_host(const StridedMatrix& x) {
@@ -479,7 +649,6 @@ struct GpuFold::Impl {
 GpuFold::GpuFold(FoldKind kind, int device, int64_t n_rows, int64_t n_direct,
                  const std::vector<int64_t>& lags, int64_t ref, int64_t memory_limit)
     : impl_(new Impl) {
-  Impl& s = *impl_;
   int count = 0;
   const cudaError_t ce = cudaGetDeviceCount(&count);
   if (ce != cudaSuccess || count == 0) {
@@ -492,40 +661,55 @@ GpuFold::GpuFold(FoldKind kind, int device, int64_t n_rows, int64_t n_direct,
                                 " is out of range: " + std::to_string(count) +
                                 " device(s) visible");
   if (n_rows < 1) throw std::invalid_argument("n_rows must be >= 1");
-  s.kind = kind;
-  s.dev = device;
-  s.T = n_rows;
-  s.ref = ref;
-  s.memory_limit = memory_limit;
-  s.lags = lags;
-  FD_CUDA_CHECK(cudaSetDevice(device));
-  FD_CUDA_CHECK(cudaDeviceGetAttribute(&s.sm_count, cudaDevAttrMultiProcessorCount, device));
+  DeviceGuard guard(device);
+  try {
+    impl_->init(kind, device, n_rows, n_direct, lags, ref, memory_limit);
+  } catch (...) {
+    impl_.reset();  // free the streams and buffers while `device` is current
+    throw;
+  }
+}
+
+void GpuFold::Impl::init(FoldKind kind_, int device, int64_t n_rows, int64_t n_direct_,
+                         const std::vector<int64_t>& lags_, int64_t ref_, int64_t memory_limit_) {
+  kind = kind_;
+  dev = device;
+  T = n_rows;
+  ref = ref_;
+  memory_limit = memory_limit_;
+  lags = lags_;
+  // memory_limit / 64 rounded down to whole float64s, in [8 KiB, 4 MiB]
+  aux_bytes = std::min<int64_t>(std::max<int64_t>(memory_limit / 64, 8 << 10), 4 << 20) / 8 * 8;
+  FD_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
   FD_CUDA_CHECK(
-      cudaDeviceGetAttribute(&s.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  FD_CUDA_CHECK(cudaStreamCreateWithFlags(&s.compute, cudaStreamNonBlocking));
-  FD_CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
+      cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  FD_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+  FD_CUDA_CHECK(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
+  // host data for the uploads below must outlive them: the constructor waits for them at its end
+  std::vector<double> w;
   switch (kind) {
     case FoldKind::msd_fft: {
       if (n_rows < 2) throw std::invalid_argument("the MSD needs T >= 2");
-      if (n_direct < 0 || n_direct > kern::kMaxDirect || n_direct >= n_rows)
+      if (n_direct_ < 0 || n_direct_ > kern::kMaxDirect || n_direct_ >= n_rows)
         throw std::invalid_argument("n_direct must lie in [0, min(T-1, 16)]");
-      s.n_direct = n_direct;
-      s.N = hd::msd_fft_length(n_rows);
-      s.log_n = hd::ilog2(s.N);
-      s.plan = hd::fft_plan(s.log_n);
-      s.acc_len = s.N + s.T + kern::kMaxDirect + 1;
+      n_direct = n_direct_;
+      N = hd::msd_fft_length(n_rows);
+      log_n = hd::ilog2(N);
+      plan = hd::fft_plan(log_n);
+      acc_len = N + T + kern::kMaxDirect + 1;
       // twiddles W_N^e, e < N/2, from exact index arithmetic and long double angles
-      const int64_t h = s.N / 2;
-      std::vector<double> w(static_cast<size_t>(2 * h));
+      const int64_t h = N / 2;
+      w.resize(static_cast<size_t>(2 * h));
       for (int64_t e = 0; e < h; ++e) {
         const long double ang = 6.283185307179586476925286766559L *
-                                (static_cast<long double>(e) / static_cast<long double>(s.N));
+                                (static_cast<long double>(e) / static_cast<long double>(N));
         w[2 * e] = static_cast<double>(std::cos(ang));
         w[2 * e + 1] = static_cast<double>(-std::sin(ang));
       }
-      s.tw.alloc(w.size() * sizeof(double), "the FFT twiddles");
-      FD_CUDA_CHECK(cudaMemcpy(s.tw.p, w.data(), w.size() * sizeof(double),
-                               cudaMemcpyHostToDevice));
+      tw.alloc(w.size() * sizeof(double), "the FFT twiddles");
+      // on the compute stream: ordered before the kernels that read them
+      FD_CUDA_CHECK(cudaMemcpyAsync(tw.p, w.data(), w.size() * sizeof(double),
+                                    cudaMemcpyHostToDevice, compute));
       break;
     }
     case FoldKind::msd_lags:
@@ -533,94 +717,131 @@ GpuFold::GpuFold(FoldKind kind, int device, int64_t n_rows, int64_t n_direct,
         if (lags[i] < 0 || lags[i] >= n_rows)
           throw std::invalid_argument("lags[" + std::to_string(i) + "] = " +
                                       std::to_string(lags[i]) + " is outside [0, T)");
-      s.acc_len = static_cast<int64_t>(lags.size());
-      s.d_lags.alloc(std::max<size_t>(1, lags.size()) * sizeof(int64_t), "the lag list");
+      acc_len = static_cast<int64_t>(lags.size());
+      d_lags.alloc(std::max<size_t>(1, lags.size()) * sizeof(int64_t), "the lag list");
       if (!lags.empty())
-        FD_CUDA_CHECK(cudaMemcpy(s.d_lags.p, lags.data(), lags.size() * sizeof(int64_t),
-                                 cudaMemcpyHostToDevice));
+        FD_CUDA_CHECK(cudaMemcpyAsync(d_lags.p, lags.data(), lags.size() * sizeof(int64_t),
+                                      cudaMemcpyHostToDevice, compute));
       break;
     case FoldKind::displacement:
       if (ref < 0 || ref >= n_rows) throw std::invalid_argument("ref is outside [0, T)");
-      s.acc_len = s.T;
+      acc_len = T;
       break;
     case FoldKind::box_ids:
-      s.acc_len = 0;  // (T, n_scales, 2) uint64 sums, allocated by configure_box()
+      acc_len = 0;  // (T, n_scales, 2) uint64 sums, allocated by configure_box()
       break;
-    case FoldKind::gram:
-      // the staging of two columns must fit; the (T, T) result is not counted (see cuda_api.hpp)
-      s.require_budget(4 * n_rows * 8 + (1 << 16), "staging the Gram matrix's column blocks of T=" +
-                                                       std::to_string(n_rows));
+    case FoldKind::gram: {
       if (n_rows > (int64_t(1) << 31) / 8)
         throw std::invalid_argument("T=" + std::to_string(n_rows) + " is too large for a (T, T) "
                                     "Gram matrix");
-      s.acc_len = n_rows * n_rows;
+      // two staging buffers of two columns each, the column means of one chunk (device) and
+      // the two read-back chunks (pinned host) must fit; the (T, T) result is not counted
+      require_budget(4 * n_rows * 8 + 2 * aux_bytes + 4096,
+                     "staging the Gram matrix's column blocks of T=" + std::to_string(n_rows));
+      acc_len = n_rows * n_rows;
+      means.alloc(static_cast<size_t>(aux_bytes), "the column means");
       break;
+    }
   }
-  s.acc.alloc(static_cast<size_t>(std::max<int64_t>(1, s.acc_len)) * sizeof(double),
-              kind == FoldKind::gram ? "the (T, T) Gram matrix" : "the accumulators");
-  FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
-  s.status.alloc(sizeof(int), "the status flag");
-  FD_CUDA_CHECK(cudaMemset(s.status.p, 0, sizeof(int)));
+  if (kind == FoldKind::gram) {
+    const std::string advice =
+        "this is the (T, T) float64 result itself, T*T*8 = " + std::to_string(acc_len * 8) +
+        " bytes for T=" + std::to_string(T) +
+        ", which memory_limit does not count: free GPU memory or use fewer snapshots";
+    acc.alloc(static_cast<size_t>(acc_len) * sizeof(double), "the (T, T) Gram matrix",
+              advice.c_str());
+  } else {
+    acc.alloc(static_cast<size_t>(std::max<int64_t>(1, acc_len)) * sizeof(double),
+              "the accumulators");
+  }
+  FD_CUDA_CHECK(cudaMemsetAsync(acc.p, 0, acc.bytes, compute));
+  status.alloc(sizeof(int), "the status flag");
+  FD_CUDA_CHECK(cudaMemsetAsync(status.p, 0, sizeof(int), compute));
+  FD_CUDA_CHECK(cudaStreamSynchronize(compute));
 }
 
-GpuFold::~GpuFold() = default;
+GpuFold::~GpuFold() {
+  if (!impl_) return;
+  DeviceGuard guard(impl_->dev, std::nothrow);  // streams and buffers belong to that device
+  impl_.reset();
+}
 
 void GpuFold::fold_device(const StridedMatrix& x) {
   Impl& s = *impl_;
-  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  DeviceGuard guard(s.dev);
   check_device_pointer(x.data, s.dev);
+  if (s.kind == FoldKind::box_ids) s.check_box_block(x.n_cols);
   // whatever produced x (PyTorch or another library, on its own streams) must be finished
   FD_CUDA_CHECK(cudaDeviceSynchronize());
   s.launch(x);
 }
 
 void GpuFold::fold_host(const StridedMatrix& x) {
-  FD_CUDA_CHECK(cudaSetDevice(impl_->dev));
-  impl_->fold_host(x);
+  Impl& s = *impl_;
+  DeviceGuard guard(s.dev);
+  if (s.kind == FoldKind::box_ids) s.check_box_block(x.n_cols);
+  s.fold_host(x);
 }
+
+namespace {
+
+/// dst[i - seg] += src[i - first] for i in [first, first + count) and [seg, seg + len); returns
+/// false when a sum is not finite.
+bool add_overlap(double* dst, int64_t seg, int64_t len, const double* src, int64_t first,
+                 int64_t count) {
+  const int64_t a = std::max(first, seg), b = std::min(first + count, seg + len);
+  bool finite = true;
+  for (int64_t i = a; i < b; ++i) {
+    double& d = dst[i - seg];
+    d += src[i - first];
+    finite &= static_cast<bool>(std::isfinite(d));
+  }
+  return finite;
+}
+
+}  // namespace
 
 int GpuFold::finish(double* out0, double* out1, double* out2) {
   Impl& s = *impl_;
   if (s.kind == FoldKind::box_ids)
     throw std::logic_error("GpuFold(box_ids): use finish_ids()");
-  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  DeviceGuard guard(s.dev);
   FD_CUDA_CHECK(cudaStreamSynchronize(s.copy));
   FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));
-  std::vector<double> h(static_cast<size_t>(std::max<int64_t>(1, s.acc_len)));
-  int flag = 0;
-  if (s.acc_len > 0)
-    FD_CUDA_CHECK(cudaMemcpy(h.data(), s.acc.p, static_cast<size_t>(s.acc_len) * sizeof(double),
-                             cudaMemcpyDeviceToHost));
-  FD_CUDA_CHECK(cudaMemcpy(&flag, s.status.p, sizeof(int), cudaMemcpyDeviceToHost));
-  FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
-  FD_CUDA_CHECK(cudaMemset(s.status.p, 0, sizeof(int)));
   bool finite = true;
-  auto add = [&](double* dst, const double* src, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-      dst[i] += src[i];
-      if (!std::isfinite(dst[i])) finite = false;
+  const int64_t T = s.T;
+  // chunks of the accumulators go straight from pinned memory into the caller's arrays
+  s.read_back(s.acc.as<double>(), s.acc_len, [&](const double* h, int64_t first, int64_t n) {
+    switch (s.kind) {
+      case FoldKind::msd_fft:
+        finite &= add_overlap(out0, 0, s.N, h, first, n);
+        finite &= add_overlap(out1, s.N, T, h, first, n);
+        // direct[0] stays untouched, as on the CPU
+        finite &= add_overlap(out2 + 1, s.N + T + 1, s.n_direct, h, first, n);
+        break;
+      case FoldKind::msd_lags:
+      case FoldKind::displacement:
+        finite &= add_overlap(out0, 0, s.acc_len, h, first, n);
+        break;
+      case FoldKind::gram:
+        // the lower triangle (j <= i) of each row in this chunk; the strict upper triangle is
+        // scratch and is not written
+        for (int64_t e = first; e < first + n;) {
+          const int64_t i = e / T;
+          const int64_t row_end = std::min(first + n, (i + 1) * T);
+          const int64_t low_end = std::min(row_end, i * T + i + 1);
+          for (int64_t k = e; k < low_end; ++k) out0[k] += h[k - first];
+          e = row_end;
+        }
+        break;
+      case FoldKind::box_ids:
+        break;
     }
-  };
-  switch (s.kind) {
-    case FoldKind::msd_fft:
-      add(out0, h.data(), s.N);
-      add(out1, h.data() + s.N, s.T);
-      // direct[0] stays untouched, as on the CPU
-      add(out2 + 1, h.data() + s.N + s.T + 1, s.n_direct);
-      break;
-    case FoldKind::msd_lags:
-    case FoldKind::displacement:
-    case FoldKind::gram:
-      add(out0, h.data(), s.acc_len);
-      break;
-    case FoldKind::box_ids:
-      break;
-  }
-  // gram: the strict upper triangle is scratch (may hold anything); judge the diagonal only
-  if (s.kind == FoldKind::gram) {
-    finite = true;
-    for (int64_t i = 0; i < s.T; ++i) finite &= static_cast<bool>(std::isfinite(out0[i * s.T + i]));
-  }
+  });
+  const int flag = s.read_flag_and_reset();
+  // gram: judge the diagonal (|G_ij| <= sqrt(G_ii G_jj): it bounds the whole lower triangle)
+  if (s.kind == FoldKind::gram)
+    for (int64_t i = 0; i < T; ++i) finite &= static_cast<bool>(std::isfinite(out0[i * T + i]));
   return (flag || !finite) ? kNonFinite : kOk;
 }
 
@@ -632,17 +853,28 @@ void GpuFold::configure_box(int n_scales, uint64_t key_seed, double inv_eps0) {
   if (!(inv_eps0 > 0.0) || !std::isfinite(inv_eps0))
     throw std::invalid_argument("1/eps0 must be a finite number > 0");
   const int64_t ids_bytes = s.T * n_scales * 16;
-  s.require_budget(ids_bytes + 4 * s.T * 8 + (1 << 16),
+  // the id sums, two staging buffers (at least two float64 columns each, or those already
+  // allocated), the origin chunk and the pinned chunks (see ensure_staging)
+  const int64_t staging = s.stage_bytes > 0 ? 2 * s.stage_bytes : 4 * s.T * 8;
+  s.require_budget(ids_bytes + staging + s.box_reserve(),
                    "the box-id sums of T=" + std::to_string(s.T) + " snapshots and " +
                        std::to_string(n_scales) + " scales plus two staging columns");
-  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  DeviceGuard guard(s.dev);
+  FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));
+  s.acc.alloc(static_cast<size_t>(ids_bytes), "the box-id sums");
+  FD_CUDA_CHECK(cudaMemsetAsync(s.acc.p, 0, s.acc.bytes, s.compute));
+  if (!s.d_origin.p) {
+    s.d_origin.alloc(static_cast<size_t>(s.aux_bytes), "the box origins");
+    for (int k = 0; k < 2; ++k) {
+      s.pin_origin[k].alloc(static_cast<size_t>(s.aux_bytes));
+      FD_CUDA_CHECK(cudaEventCreateWithFlags(&s.origin_copied[k], cudaEventDisableTiming));
+    }
+  }
   FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));
   s.n_scales = n_scales;
   s.key_seed = key_seed;
   s.inv_eps0 = inv_eps0;
   s.acc_len = s.T * n_scales * 2;
-  s.acc.alloc(static_cast<size_t>(ids_bytes), "the box-id sums");
-  FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
 }
 
 void GpuFold::set_box_block(int64_t col_start, const double* origin, int64_t n_cols) {
@@ -651,16 +883,9 @@ void GpuFold::set_box_block(int64_t col_start, const double* origin, int64_t n_c
     throw std::logic_error("set_box_block() applies to GpuFold(box_ids) only");
   if (col_start < 0 || n_cols < 0)
     throw std::invalid_argument("col_start and the number of origins must be >= 0");
-  FD_CUDA_CHECK(cudaSetDevice(s.dev));
-  if (static_cast<int64_t>(s.d_origin.bytes) < n_cols * 8) {
-    FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));  // kernels may still read the old one
-    s.d_origin.alloc(static_cast<size_t>(n_cols * 8), "the box origins");
-  }
-  // stream-ordered after the kernels that read the previous origins; a pageable source is
-  // staged before cudaMemcpyAsync returns, so the caller may reuse `origin` at once
-  if (n_cols > 0)
-    FD_CUDA_CHECK(cudaMemcpyAsync(s.d_origin.p, origin, static_cast<size_t>(n_cols * 8),
-                                  cudaMemcpyHostToDevice, s.compute));
+  if (n_cols > 0 && origin == nullptr) throw std::invalid_argument("origin is null");
+  // read (in column chunks, through pinned buffers) by the fold_device/fold_host calls that follow
+  s.box_origin = origin;
   s.box_col_start = col_start;
   s.box_cols = n_cols;
 }
@@ -669,22 +894,20 @@ int GpuFold::finish_ids(uint64_t* ids) {
   Impl& s = *impl_;
   if (s.kind != FoldKind::box_ids) throw std::logic_error("finish_ids() applies to box_ids only");
   if (s.n_scales == 0) throw std::logic_error("GpuFold(box_ids): configure_box() was not called");
-  FD_CUDA_CHECK(cudaSetDevice(s.dev));
+  DeviceGuard guard(s.dev);
   FD_CUDA_CHECK(cudaStreamSynchronize(s.copy));
   FD_CUDA_CHECK(cudaStreamSynchronize(s.compute));
-  std::vector<uint64_t> h(static_cast<size_t>(s.acc_len));
-  int flag = 0;
-  FD_CUDA_CHECK(cudaMemcpy(h.data(), s.acc.p, static_cast<size_t>(s.acc_len) * 8,
-                           cudaMemcpyDeviceToHost));
-  FD_CUDA_CHECK(cudaMemcpy(&flag, s.status.p, sizeof(int), cudaMemcpyDeviceToHost));
-  FD_CUDA_CHECK(cudaMemset(s.acc.p, 0, s.acc.bytes));
-  FD_CUDA_CHECK(cudaMemset(s.status.p, 0, sizeof(int)));
-  for (int64_t i = 0; i < s.acc_len; ++i) ids[i] += h[static_cast<size_t>(i)];  // mod 2^64
+  s.read_back(s.acc.as<uint64_t>(), s.acc_len, [&](const uint64_t* h, int64_t first, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) ids[first + i] += h[i];  // mod 2^64
+  });
+  const int flag = s.read_flag_and_reset();
+  s.box_origin = nullptr;  // the caller's origins may go away now
+  s.box_cols = -1;
   return flag ? kOutOfRange : kOk;
 }
 
 void GpuFold::synchronize() {
-  FD_CUDA_CHECK(cudaSetDevice(impl_->dev));
+  DeviceGuard guard(impl_->dev);
   FD_CUDA_CHECK(cudaStreamSynchronize(impl_->copy));
   FD_CUDA_CHECK(cudaStreamSynchronize(impl_->compute));
 }
@@ -698,12 +921,13 @@ int box_minmax_device(int device, const StridedMatrix& x, double* mins, double* 
     (void)cudaGetLastError();
     throw CudaError("device='cuda': CUDA device " + std::to_string(device) + " is not usable");
   }
-  FD_CUDA_CHECK(cudaSetDevice(device));
+  DeviceGuard guard(device);
   check_device_pointer(x.data, device);
   int sm_count = 1;
   FD_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
   // whatever produced x (PyTorch or another library, on its own streams) must be finished
   FD_CUDA_CHECK(cudaDeviceSynchronize());
+  // everything below runs on the legacy default stream, in issue order
   const int64_t width = std::max<int64_t>(1, std::min<int64_t>(x.n_cols, memory_limit / 32));
   DevBuf lo, hi, flag;
   lo.alloc(static_cast<size_t>(width * 8), "the column minima");

@@ -165,3 +165,59 @@ def test_core_rejects_bad_arrays_directly():
         _core.fold_msd_lags(np.zeros((3, 2)), np.array([3]), np.zeros(1))
     with pytest.raises(ValueError, match="unknown or unsupported SIMD level"):
         _core.set_simd_level("sse9")
+
+
+# the compiled kernels add into caller-provided output arrays: a converted temporary would take
+# the results and be thrown away, so anything but the exact dtype, C order and shape is refused
+def _bad_outputs(good):
+    return {
+        "wrong dtype": good.astype(np.float32 if good.dtype == np.float64 else np.int64),
+        "byte-swapped": good.astype(good.dtype.newbyteorder()),
+        "not C-contiguous": (np.asfortranarray(good) if good.ndim > 1
+                             else np.zeros(2 * good.size, good.dtype)[::2]),
+        "read-only": good.copy(),
+        "wrong shape": np.zeros(good.size + 1, good.dtype),
+        "a list": good.tolist(),
+    }
+
+
+def _assert_refused(call, good, name, skip=()):
+    bad = _bad_outputs(good)
+    bad["read-only"].flags.writeable = False
+    for why, arr in bad.items():
+        if why in skip:
+            continue
+        with pytest.raises(ValueError, match=rf"{name} must be a writable C-contiguous"):
+            call(arr)
+            pytest.fail(f"{name}: {why} was accepted")
+    call(good)  # and the exact array is accepted
+
+
+def test_core_output_arrays_are_never_converted():
+    from fractaldiff import _core
+
+    X = np.arange(12.0).reshape(4, 3)
+    origin = X.min(axis=0)
+    ids = np.zeros((4, 5, 2), dtype=np.uint64)
+    _assert_refused(lambda a: _core.fold_box_ids(X, 0, origin, 0.5, 5, 7, a), ids, "ids")
+    _assert_refused(lambda a: _core.fold_gram(X, a), np.zeros((4, 4)), "gram")
+    _assert_refused(lambda a: _core.box_minmax(X, a, np.empty(3)), np.empty(3), "mins")
+    _assert_refused(lambda a: _core.box_minmax(X, np.empty(3), a), np.empty(3), "maxs")
+    _assert_refused(lambda a: _core.fold_displacement(X, 0, a), np.zeros(4), "out")
+    _assert_refused(lambda a: _core.fold_msd_lags(X, np.array([1, 2]), a), np.zeros(2), "out")
+    _assert_refused(lambda a: _core.fold_msd_fft(X, np.zeros(8), a, np.zeros(2)), np.zeros(4),
+                    "sqnorm")
+    # (direct's length chooses n_direct: another length is not a shape error)
+    _assert_refused(lambda a: _core.fold_msd_fft(X, np.zeros(8), np.zeros(4), a), np.zeros(2),
+                    "direct", skip=("wrong shape",))
+    # the sums really land in the arrays passed
+    ids[:] = 0
+    assert _core.fold_box_ids(X, 0, origin, 0.5, 5, 7, ids) == _core.STATUS_OK
+    assert ids.any()
+    g = np.zeros((4, 4))
+    assert _core.fold_gram(X, g) == _core.STATUS_OK
+    Xc = X - X.mean(axis=0)
+    np.testing.assert_allclose(np.tril(g), np.tril(Xc @ Xc.T))
+    # the origins are an input: any array that converts to float64 will do
+    assert _core.fold_box_ids(X, 0, origin.astype(np.float32), 0.5, 5, 7,
+                              np.zeros_like(ids)) == _core.STATUS_OK

@@ -480,3 +480,173 @@ def test_gram_device_errors():
                                         dtype=torch.float64))
     with pytest.raises(MemoryError, match="memory_limit"):
         fd.pairwise_sqdist(torch.randn(40000, 2, device="cuda"), memory_limit="1MiB")
+
+
+# ---- launch geometry and memory: several key chunks per block, more than 65535 row tiles,
+# ---- several Gram flush chunks, column chunks of the origins and means, memory_limit ---------
+
+
+def test_box_ids_several_key_chunks_per_block():
+    # T=20000: 157 row tiles, so on a 132-SM GPU a block takes 8 * 132 // 157 = 6 -> 512 of the
+    # 3000 columns (two key chunks of 256), the last block 440 (a partial second chunk); the
+    # limit lets all 3000 float32 columns go up as one staged sub-block
+    require_cuda()
+    X = weight_like(20000, 3000, 1e-3, seed=5, dtype=np.float32)
+    np.testing.assert_array_equal(box_ids(X, "cuda", limit=2 << 30), box_ids(X, "cpu"))
+
+
+def test_box_ids_more_than_65535_row_tiles():
+    # 65535 * 128 + 200 snapshots: the box-id kernel needs a second launch for the last 200 rows
+    # (grid.y is at most 65535 row tiles); ids are T * 2 * 2 * 8 bytes, ~270 MB
+    require_cuda()
+    from fractaldiff.boxcount import key_seed
+
+    T = 65535 * 128 + 200
+    rng = np.random.default_rng(8)
+    X = rng.random((T, 2), dtype=np.float32)
+    origin = np.array([-0.5, -0.25])
+    eps0, n_scales, ks = 2.0**-20, 2, key_seed(3, 1)
+    want = np.zeros((T, n_scales, 2), dtype=np.uint64)
+    assert _core.fold_box_ids(X, 0, origin, eps0, n_scales, ks, want) == _core.STATUS_OK
+    fold = _core.GpuFold("box_ids", 0, T, memory_limit=1 << 30)
+    fold.configure_box(n_scales, ks, eps0)
+    fold.set_box_block(0, origin)
+    fold.fold_host(X)
+    got = np.zeros_like(want)
+    assert fold.finish_ids(got) == _core.STATUS_OK
+    assert fold.device_bytes() <= 1 << 30
+    np.testing.assert_array_equal(got[-200:], want[-200:])
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("T,D", [(3000, 5000), (64, 40000)])
+def test_gram_several_flush_chunks(T, D):
+    # kGramFlush = 2048 columns are summed in registers before they are added into G:
+    # T=3000 (300 tiles, no K-split) sums 5000 columns in 3 chunks; T=64 (one tile, 16 K-splits
+    # of 2504 columns) in 2 chunks per split
+    require_cuda()
+    X = weight_like(T, D, 1e-3, seed=T + D, dtype=np.float64)
+    got = fd.centered_gram(X, device="cuda")
+    want = fd.centered_gram(X, device="cpu")
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * float(np.abs(want).max()))
+    if T <= 64:
+        assert_sqdist_float64_accurate(fd.pairwise_sqdist(X, device="cuda"), X)
+
+
+def test_box_minmax_on_device_matches_cpu():
+    # _core.cuda_box_minmax against the CPU kernel, bit for bit: strided and column-major views,
+    # float32 and float64, columns holding NaN (first and middle row), +Inf and -Inf, and a
+    # memory_limit whose column chunks (memory_limit / 32 columns) split the block
+    torch = require_torch_cuda()
+    from fractaldiff._gpu import as_device_matrix
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((37, 40000))
+    X[0, 3] = np.nan
+    X[17, 5] = np.nan
+    X[9, 6] = np.inf
+    X[30, 7] = -np.inf
+    X[:, 8] = np.inf
+    finite = np.ascontiguousarray(X[:, 9:])
+    t = torch.from_numpy(X).cuda()
+    views = {
+        "contiguous": (t, X),
+        "column-major": (t.t().contiguous().t(), X),
+        "strided": (t[1::3, ::2], X[1::3, ::2]),
+        "float32": (t.float(), X.astype(np.float32)),
+        "float32 strided": (t.float()[::2, 1::3], X.astype(np.float32)[::2, 1::3]),
+        "finite": (torch.from_numpy(finite).cuda(), finite),
+    }
+    for name, (view, ref) in views.items():
+        for limit in (1 << 20, 512 << 20):
+            dm = as_device_matrix(view)
+            b = dm.shape[1]
+            lo, hi = np.full(b, 7.0), np.full(b, 7.0)
+            st = _core.cuda_box_minmax(dm.ptr, dm.dtype.name, dm.shape[0], b, dm.strides[0],
+                                       dm.strides[1], 0, lo, hi, limit)
+            clo, chi = np.empty(b), np.empty(b)
+            cst = _core.box_minmax(np.ascontiguousarray(ref), clo, chi)
+            msg = f"{name}, memory_limit={limit}"
+            assert st == cst, msg
+            assert (st == _core.STATUS_OK) == (name == "finite"), msg
+            np.testing.assert_array_equal(lo, clo, err_msg=msg)
+            np.testing.assert_array_equal(hi, chi, err_msg=msg)
+
+
+def test_device_inputs_in_column_chunks_within_memory_limit():
+    # with memory_limit=1 MiB the origins (box ids) and column means (Gram) of a 40000-column
+    # device matrix go up in chunks of 2048 columns; the fold's device memory stays within the
+    # limit, for device and host inputs
+    torch = require_torch_cuda()
+    from fractaldiff.boxcount import key_seed
+
+    limit = 1 << 20
+    X = weight_like(64, 40000, 1e-3, seed=9, dtype=np.float32)
+    t = torch.from_numpy(X).cuda()
+    np.testing.assert_array_equal(box_ids(t, "cuda", limit=limit, src=X), box_ids(X, "cpu"))
+    want = fd.centered_gram(X)
+    for src in (t, X):
+        got = fd.centered_gram(src, device="cuda", memory_limit=limit)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * float(np.abs(want).max()))
+
+    mins = X.min(axis=0).astype(np.float64)
+    origin = mins - 1e-3
+    eps0 = float(np.max(X.max(axis=0) - mins)) / 2**18
+    ks = key_seed(0, 0)
+    want_ids = np.zeros((64, 12, 2), dtype=np.uint64)
+    assert _core.fold_box_ids(X, 0, origin, eps0, 12, ks, want_ids) == _core.STATUS_OK
+    fold = _core.GpuFold("box_ids", 0, 64, memory_limit=limit)
+    fold.configure_box(12, ks, eps0)
+    fold.set_box_block(0, origin[:25000])
+    fold.fold_device(t.data_ptr(), "float32", 64, 25000, 40000, 1)
+    fold.set_box_block(25000, origin[25000:])
+    fold.fold_host(X[:, 25000:])
+    assert fold.device_bytes() <= limit
+    got_ids = np.zeros_like(want_ids)
+    assert fold.finish_ids(got_ids) == _core.STATUS_OK
+    np.testing.assert_array_equal(got_ids, want_ids)
+
+    gram = _core.GpuFold("gram", 0, 64, memory_limit=limit)
+    gram.fold_device(t.data_ptr(), "float32", 64, 40000, 40000, 1)
+    gram.fold_host(X[:, :5000])
+    assert gram.device_bytes() - 64 * 64 * 8 <= limit  # the (T, T) result is not counted
+    g = np.zeros((64, 64))
+    assert gram.finish(g) == _core.STATUS_OK
+    w2 = want + fd.centered_gram(X[:, :5000])
+    np.testing.assert_allclose(np.tril(g), np.tril(w2), rtol=1e-10,
+                               atol=1e-12 * float(np.abs(w2).max()))
+
+
+def test_gpu_fold_outputs_are_never_converted():
+    # finish/finish_ids add into the caller's array: a wrong dtype or layout is refused, not
+    # converted into a temporary that would take the sums away
+    require_cuda()
+    fold = _core.GpuFold("box_ids", 0, 10, memory_limit=64 << 20)
+    fold.configure_box(4, 1, 0.5)
+    fold.set_box_block(0, np.zeros(3))
+    fold.fold_host(np.ones((10, 3)))
+    for bad in (np.zeros((10, 4, 2)), np.zeros((10, 4, 2), dtype=np.int64),
+                np.zeros((2, 4, 10), dtype=np.uint64).T, np.zeros((10, 4, 3), dtype=np.uint64)):
+        with pytest.raises(ValueError, match="ids must be a writable C-contiguous uint64"):
+            fold.finish_ids(bad)
+    ids = np.zeros((10, 4, 2), dtype=np.uint64)
+    assert fold.finish_ids(ids) == _core.STATUS_OK and ids.any()
+    gram = _core.GpuFold("gram", 0, 10, memory_limit=64 << 20)
+    gram.fold_host(np.arange(30.0).reshape(10, 3))
+    for bad in (np.zeros((10, 10), dtype=np.float32), np.zeros((10, 10), order="F"),
+                np.zeros((10, 11))):
+        with pytest.raises(ValueError, match="gram must be a writable C-contiguous float64"):
+            gram.finish(bad)
+    disp = _core.GpuFold("displacement", 0, 10, ref=0, memory_limit=64 << 20)
+    with pytest.raises(ValueError, match="out must be a writable C-contiguous float64"):
+        disp.finish(np.zeros(10, dtype=np.float32))
+
+
+def test_gram_result_too_large_names_its_size():
+    # the (T, T) result is not part of memory_limit: when it does not fit on the device, the
+    # error says how large it is
+    torch = require_torch_cuda()
+    _, total = torch.cuda.mem_get_info()
+    T = int(np.sqrt(total / 8)) + 1024  # T * T * 8 bytes exceed the whole device
+    with pytest.raises(MemoryError, match=r"result itself, T\*T\*8 = \d+ bytes"):
+        _core.GpuFold("gram", 0, T, memory_limit=1 << 30)

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -50,14 +51,48 @@ inline StridedMatrix as_matrix(const py::array& x, const char* name) {
   return m;
 }
 
-/// A writable, C-contiguous float64 1-D accumulator of the given length.
-inline double* as_accumulator(py::array_t<double>& a, int64_t length, const char* name) {
-  if (a.ndim() != 1 || static_cast<int64_t>(a.shape(0)) != length)
-    throw std::invalid_argument(std::string(name) + " must be a 1-D float64 array of length " +
-                                std::to_string(length));
-  if (!(a.flags() & py::array::c_style) || !a.writeable())
-    throw std::invalid_argument(std::string(name) + " must be C-contiguous and writable");
-  return a.mutable_data();
+/// An output array the kernels add into: a writable, C-contiguous numpy array of exactly
+/// dtype E (`dtype_name`) and the given shape. Nothing is converted: a converted temporary would
+/// receive the results and be thrown away, so a wrong dtype, layout or shape raises ValueError
+/// naming the argument.
+template <class E>
+E* as_output(const py::object& obj, std::initializer_list<int64_t> shape, const char* name,
+             const char* dtype_name) {
+  std::string want = "(";
+  for (auto it = shape.begin(); it != shape.end(); ++it)
+    want += (it == shape.begin() ? "" : ", ") + std::to_string(*it);
+  want += shape.size() == 1 ? ",)" : ")";
+  const std::string what = std::string(name) + " must be a writable C-contiguous " + dtype_name +
+                           " numpy array of shape " + want;
+  if (!py::isinstance<py::array>(obj))
+    throw std::invalid_argument(what + ", got " + std::string(Py_TYPE(obj.ptr())->tp_name));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!py::isinstance<py::array_t<E, py::array::c_style>>(a) || !a.writeable() ||
+      a.ndim() != static_cast<py::ssize_t>(shape.size()))
+    throw std::invalid_argument(what + ", got dtype " + std::string(py::str(a.dtype())) + ", " +
+                                std::to_string(a.ndim()) + "-D" +
+                                (a.writeable() ? "" : ", read-only") +
+                                (a.flags() & py::array::c_style ? "" : ", not C-contiguous"));
+  py::ssize_t d = 0;
+  for (const int64_t n : shape) {
+    if (static_cast<int64_t>(a.shape(d)) != n)
+      throw std::invalid_argument(what + ", got shape " +
+                                  std::string(py::str(a.attr("shape"))));
+    ++d;
+  }
+  return static_cast<E*>(a.mutable_data());
+}
+
+/// Length of a 1-D numpy array, -1 for anything else (the output checks then name the problem).
+inline int64_t length_1d(const py::object& a) {
+  if (!py::isinstance<py::array>(a)) return -1;
+  const auto arr = py::reinterpret_borrow<py::array>(a);
+  return arr.ndim() == 1 ? static_cast<int64_t>(arr.shape(0)) : -1;
+}
+
+/// A writable, C-contiguous float64 1-D accumulator of the given length (no conversion).
+inline double* as_accumulator(const py::object& a, int64_t length, const char* name) {
+  return as_output<double>(a, {length}, name, "float64");
 }
 
 }  // namespace bindings

@@ -15,47 +15,39 @@ namespace bindings {
 
 namespace {
 
-double* as_vector(py::array_t<double>& a, int64_t length, const char* name) {
-  return as_accumulator(a, length, name);
-}
-
-int box_minmax(const py::array& x, py::array_t<double> mins, py::array_t<double> maxs,
+int box_minmax(const py::array& x, const py::object& mins, const py::object& maxs,
                int n_threads) {
   const StridedMatrix m = as_matrix(x, "x");
-  double* lo = as_vector(mins, m.n_cols, "mins");
-  double* hi = as_vector(maxs, m.n_cols, "maxs");
+  double* lo = as_accumulator(mins, m.n_cols, "mins");
+  double* hi = as_accumulator(maxs, m.n_cols, "maxs");
   if (m.n_cols == 0) return kOk;
   if (m.n_rows == 0) throw std::invalid_argument("x must have at least one row");
   py::gil_scoped_release release;
   return active_kernels().box_minmax(m, lo, hi, n_threads);
 }
 
-int fold_box_ids(const py::array& x, int64_t col_start, py::array_t<double> origin, double eps0,
-                 int n_scales, uint64_t key_seed, py::array_t<uint64_t> ids, int n_threads) {
+int fold_box_ids(const py::array& x, int64_t col_start,
+                 py::array_t<double, py::array::c_style | py::array::forcecast> origin, double eps0,
+                 int n_scales, uint64_t key_seed, const py::object& ids, int n_threads) {
   const StridedMatrix m = as_matrix(x, "x");
   if (col_start < 0) throw std::invalid_argument("col_start must be >= 0");
   if (!(eps0 > 0.0) || !std::isfinite(eps0))
     throw std::invalid_argument("eps0 must be a finite number > 0");
   if (n_scales < 1 || n_scales > 31) throw std::invalid_argument("n_scales must be in [1, 31]");
-  const double* o = as_vector(origin, m.n_cols, "origin");
-  if (ids.ndim() != 3 || ids.shape(0) != m.n_rows || ids.shape(1) != n_scales ||
-      ids.shape(2) != 2 || !(ids.flags() & py::array::c_style) || !ids.writeable())
-    throw std::invalid_argument("ids must be a writable C-contiguous uint64 array of shape "
-                                "(T, n_scales, 2)");
-  uint64_t* out = ids.mutable_data();
+  // origin is an input: any array that converts to float64 will do
+  if (origin.ndim() != 1 || static_cast<int64_t>(origin.shape(0)) != m.n_cols)
+    throw std::invalid_argument("origin must be 1-D of length " + std::to_string(m.n_cols));
+  const double* o = origin.data();
+  uint64_t* out = as_output<uint64_t>(ids, {m.n_rows, n_scales, 2}, "ids", "uint64");
   if (m.n_cols == 0 || m.n_rows == 0) return kOk;
   py::gil_scoped_release release;
   return active_kernels().box_ids_fold(m, col_start, o, 1.0 / eps0, n_scales, key_seed, out,
                                        n_threads);
 }
 
-int fold_gram(const py::array& x, py::array_t<double> gram, int n_threads) {
+int fold_gram(const py::array& x, const py::object& gram, int n_threads) {
   const StridedMatrix m = as_matrix(x, "x");
-  if (gram.ndim() != 2 || gram.shape(0) != m.n_rows || gram.shape(1) != m.n_rows ||
-      !(gram.flags() & py::array::c_style) || !gram.writeable())
-    throw std::invalid_argument("gram must be a writable C-contiguous float64 array of shape "
-                                "(T, T)");
-  double* g = gram.mutable_data();
+  double* g = as_output<double>(gram, {m.n_rows, m.n_rows}, "gram", "float64");
   if (m.n_cols == 0 || m.n_rows == 0) return kOk;
   py::gil_scoped_release release;
   return active_kernels().gram_fold(m, g, n_threads);

@@ -100,35 +100,35 @@ class PyGpuFold {
     if (origin.ndim() != 1) throw std::invalid_argument("origin must be 1-D");
     const double* o = origin.data();
     const int64_t n = origin.shape(0);
-    py::gil_scoped_release release;
-    fold_->set_box_block(col_start, o, n);
+    {
+      py::gil_scoped_release release;
+      fold_->set_box_block(col_start, o, n);
+    }
+    // GpuFold reads the origins during the following folds: keep them (or their float64 copy)
+    origin_ = std::move(origin);
   }
 
-  int finish_ids(py::array_t<uint64_t> ids) {
-    if (ids.ndim() != 3 || ids.shape(0) != n_rows_ || ids.shape(1) != n_scales_ ||
-        ids.shape(2) != 2 ||
-        !(ids.flags() & py::array::c_style) || !ids.writeable())
-      throw std::invalid_argument("ids must be a writable C-contiguous uint64 array of shape "
-                                  "(T, n_scales, 2)");
-    uint64_t* out = ids.mutable_data();
-    py::gil_scoped_release release;
-    return fold_->finish_ids(out);
+  int finish_ids(const py::object& ids) {
+    uint64_t* out = as_output<uint64_t>(ids, {n_rows_, n_scales_, 2}, "ids", "uint64");
+    int status;
+    {
+      py::gil_scoped_release release;
+      status = fold_->finish_ids(out);
+    }
+    origin_ = py::array_t<double>();
+    return status;
   }
 
-  int finish(py::array_t<double> out0, py::object out1, py::object out2) {
+  int finish(const py::object& out0, const py::object& out1, const py::object& out2) {
     double* a = nullptr;
     double* b = nullptr;
     double* c = nullptr;
     switch (kind_) {
-      case cuda::FoldKind::msd_fft: {
+      case cuda::FoldKind::msd_fft:
         a = as_accumulator(out0, msd_fft_length(n_rows_), "power");
-        auto q = out1.cast<py::array_t<double>>();
-        auto d = out2.cast<py::array_t<double>>();
-        b = as_accumulator(q, n_rows_, "sqnorm");
-        c = as_accumulator(d, n_direct_ + 1, "direct");
-        py::gil_scoped_release release;
-        return fold_->finish(a, b, c);
-      }
+        b = as_accumulator(out1, n_rows_, "sqnorm");
+        c = as_accumulator(out2, n_direct_ + 1, "direct");
+        break;
       case cuda::FoldKind::msd_lags:
         a = as_accumulator(out0, static_cast<int64_t>(lags_.size()), "out");
         break;
@@ -136,11 +136,7 @@ class PyGpuFold {
         a = as_accumulator(out0, n_rows_, "out");
         break;
       case cuda::FoldKind::gram:
-        if (out0.ndim() != 2 || out0.shape(0) != n_rows_ || out0.shape(1) != n_rows_ ||
-            !(out0.flags() & py::array::c_style) || !out0.writeable())
-          throw std::invalid_argument("gram must be a writable C-contiguous float64 array of "
-                                      "shape (T, T)");
-        a = out0.mutable_data();
+        a = as_output<double>(out0, {n_rows_, n_rows_}, "gram", "float64");
         break;
       case cuda::FoldKind::box_ids:
         throw std::invalid_argument("a box_ids fold finishes with finish_ids()");
@@ -161,12 +157,13 @@ class PyGpuFold {
   int64_t n_rows_ = 0, n_direct_ = 0;
   int n_scales_ = 0;
   std::vector<int64_t> lags_;
+  py::array_t<double> origin_;  // the current box block's origins, read by GpuFold
   std::unique_ptr<cuda::GpuFold> fold_;
 };
 
 int box_minmax_device(uintptr_t ptr, const std::string& dtype, int64_t n_rows, int64_t n_cols,
                       int64_t row_stride, int64_t col_stride, int device,
-                      py::array_t<double> mins, py::array_t<double> maxs, int64_t memory_limit) {
+                      const py::object& mins, const py::object& maxs, int64_t memory_limit) {
   const StridedMatrix m = device_matrix(ptr, dtype, n_rows, n_cols, row_stride, col_stride);
   double* lo = as_accumulator(mins, n_cols, "mins");
   double* hi = as_accumulator(maxs, n_cols, "maxs");

@@ -14,15 +14,19 @@ namespace bindings {
 
 namespace {
 
-int fold_msd_fft(const py::array& x, py::array_t<double> power, py::array_t<double> sqnorm,
-                 py::array_t<double> direct, int n_threads) {
+int fold_msd_fft(const py::array& x, const py::object& power, const py::object& sqnorm,
+                 const py::object& direct, int n_threads) {
   const StridedMatrix m = as_matrix(x, "x");
-  const int64_t nfft = static_cast<int64_t>(power.ndim() == 1 ? power.shape(0) : 0);
+  // power's and direct's lengths choose nfft and n_direct; anything but a 1-D array is refused
+  // by the output check itself, with its message
+  if (length_1d(power) < 0) as_accumulator(power, 0, "power");
+  if (length_1d(direct) < 0) as_accumulator(direct, 0, "direct");
+  const int64_t nfft = length_1d(power);
   if (nfft < 4 || (nfft & (nfft - 1)) != 0 || nfft < 2 * m.n_rows - 1)
     throw std::invalid_argument("power must have a power-of-two length >= max(4, 2*T-1)");
   double* p = as_accumulator(power, nfft, "power");
   double* q = as_accumulator(sqnorm, m.n_rows, "sqnorm");
-  const int64_t n_direct = static_cast<int64_t>(direct.ndim() == 1 ? direct.shape(0) : 0) - 1;
+  const int64_t n_direct = length_1d(direct) - 1;
   if (n_direct < 0 || n_direct > kMaxDirectLags || n_direct >= m.n_rows)
     throw std::invalid_argument("direct must have length n_direct + 1 with n_direct < T and <= " +
                                 std::to_string(kMaxDirectLags));
@@ -32,7 +36,7 @@ int fold_msd_fft(const py::array& x, py::array_t<double> power, py::array_t<doub
   return active_kernels().msd_fft_fold(m, nfft, p, q, n_direct, d, n_threads);
 }
 
-int fold_msd_lags(const py::array& x, py::array_t<int64_t> lags, py::array_t<double> out,
+int fold_msd_lags(const py::array& x, py::array_t<int64_t> lags, const py::object& out,
                   int n_threads) {
   const StridedMatrix m = as_matrix(x, "x");
   if (lags.ndim() != 1 || !(lags.flags() & py::array::c_style))
@@ -49,7 +53,7 @@ int fold_msd_lags(const py::array& x, py::array_t<int64_t> lags, py::array_t<dou
   return active_kernels().msd_lags_fold(m, l, n_lags, o, n_threads);
 }
 
-int fold_displacement(const py::array& x, int64_t ref, py::array_t<double> out, int n_threads) {
+int fold_displacement(const py::array& x, int64_t ref, const py::object& out, int n_threads) {
   const StridedMatrix m = as_matrix(x, "x");
   if (ref < 0 || ref >= m.n_rows) throw std::invalid_argument("ref is outside [0, T)");
   double* o = as_accumulator(out, m.n_rows, "out");
