@@ -156,17 +156,23 @@ def test_store_streams_to_gpu(tmp_path):
 # ---- device arrays ----------------------------------------------------------------------------
 
 
-def test_torch_cuda_tensors_any_strides_and_dtypes():
-    torch = require_torch_cuda()
-    X = weight_like(150, 80, 1e-3, seed=3, dtype=np.float64)
+def torch_views(torch, X, column_2d=False):
+    """CUDA tensor views of X with other strides and dtypes, each with its numpy equivalent."""
     t = torch.from_numpy(X).cuda()
-    views = {
+    return {
         "contiguous": (t, X),
         "column-major": (t.t().contiguous().t(), X),
         "sliced": (t[::2, 3::3], X[::2, 3::3]),
         "float32": (t.float(), X.astype(np.float32)),
-        "one column": (t[:, 7], X[:, 7]),
+        "one column": (t[:, 7], X[:, 7:8] if column_2d else X[:, 7]),
     }
+
+
+def test_torch_cuda_tensors_any_strides_and_dtypes():
+    torch = require_torch_cuda()
+    X = weight_like(150, 80, 1e-3, seed=3, dtype=np.float64)
+    views = torch_views(torch, X)
+    t = views["contiguous"][0]
     for name, (view, ref) in views.items():
         np.testing.assert_allclose(fd.msd(view), fd.msd(ref), rtol=1e-9, err_msg=name)
         np.testing.assert_allclose(fd.msd(view, lags=[0, 1, 5]), msd_direct(ref, [0, 1, 5]),
@@ -329,17 +335,11 @@ def test_box_ids_host_streaming_in_many_blocks(layout):
 def test_box_ids_of_torch_cuda_tensors_any_strides_and_dtypes():
     torch = require_torch_cuda()
     X = weight_like(150, 300, 1e-3, seed=3, dtype=np.float64)
-    t = torch.from_numpy(X).cuda()
-    views = {
-        "contiguous": (t, X),
-        "column-major": (t.t().contiguous().t(), X),
-        "sliced": (t[::2, 3::3], X[::2, 3::3]),
-        "float32": (t.float(), X.astype(np.float32)),
-        "one column": (t[:, 7], X[:, 7:8]),
-        "bfloat16": (t.to(torch.bfloat16), t.to(torch.bfloat16).cpu().float().numpy()),
-        "int": (torch.arange(600, device="cuda").reshape(200, 3) % 7,
-                (np.arange(600).reshape(200, 3) % 7).astype(np.float64)),
-    }
+    views = torch_views(torch, X, column_2d=True)
+    t = views["contiguous"][0]
+    views["bfloat16"] = (t.to(torch.bfloat16), t.to(torch.bfloat16).cpu().float().numpy())
+    views["int"] = (torch.arange(600, device="cuda").reshape(200, 3) % 7,
+                    (np.arange(600).reshape(200, 3) % 7).astype(np.float64))
     for name, (view, ref) in views.items():
         ref = np.ascontiguousarray(ref)
         np.testing.assert_array_equal(box_ids(view, "cuda", src=ref), box_ids(ref, "cpu"),
