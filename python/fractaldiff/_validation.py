@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "check_cpu_device",
+    "check_fraction",
     "check_device",
     "check_int",
     "check_memory_limit",
@@ -114,15 +114,23 @@ def check_device(device: Any, func: str) -> str:
     return text
 
 
-def check_cpu_device(device: Any, func: str) -> str:
-    """Validate ``device=`` for an analysis that has no CUDA kernel yet: "cuda" raises."""
-    text = check_device(device, func)
-    if text.startswith("cuda"):
-        raise ValueError(
-            f"{func}(device={device!r}): this version of fractaldiff has no CUDA kernel for "
-            f"{func}; use device='cpu' (or 'auto')"
-        )
-    return "cpu"
+def check_fraction(value: Any, name: str, *, low_open: bool = True,
+                   high_open: bool = False) -> float:
+    """Validate a number in the unit interval; ``low_open``/``high_open`` exclude 0 / 1.
+
+    Raises TypeError for a non-number (bools included) and ValueError, naming ``name`` and the
+    interval, outside it (NaN included)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    low_ok = value > 0 if low_open else value >= 0
+    high_ok = value < 1 if high_open else value <= 1
+    if not (low_ok and high_ok):
+        bounds = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+        raise ValueError(f"{name} must lie in {bounds}, got {value}")
+    return value
 
 
 def check_ref(ref: Any, n_rows: int) -> int:

@@ -27,6 +27,7 @@ from . import _core
 from ._folds import check_status, map_reduce, prepare_input
 from ._validation import (
     check_device,
+    check_fraction,
     check_int,
     check_memory_limit,
     check_n_threads,
@@ -321,6 +322,26 @@ def chao1(counts: Any, singletons: Any, doubletons: Any) -> np.ndarray:
     ``N + f1 (f1 - 1) / (2 (f2 + 1))`` for ``N`` boxes seen, ``f1`` of them holding one sample
     point and ``f2`` two (Chao 1987, bias-corrected form). It is a lower bound of the
     expected number of boxes of positive mass and exact when every box has the same mass.
+
+    Parameters
+    ----------
+    counts : array_like
+        Occupied boxes N (per scale, per grid: any shape).
+    singletons : array_like
+        Boxes holding exactly one point, same shape.
+    doubletons : array_like
+        Boxes holding exactly two points, same shape.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        The estimates, same shape; never below ``counts``.
+
+    Examples
+    --------
+    >>> from fractaldiff.boxcount import chao1
+    >>> round(float(chao1(100, 20, 10)), 2)   # 100 seen + 20 * 19 / 22 unseen
+    117.27
     """
     n = np.asarray(counts, dtype=float)
     f1 = np.asarray(singletons, dtype=float)
@@ -421,12 +442,10 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be 'chao1' or None, got {correction!r}")
     min_count = check_int(min_count, "min_count", minimum=1)
-    min_coverage = _check_fraction(min_coverage, "min_coverage", allow_zero=True)
+    min_coverage = check_fraction(min_coverage, "min_coverage", low_open=False)
     if max_fill is not None:
-        max_fill = _check_fraction(max_fill, "max_fill", allow_zero=False)
-    tolerance = float(tolerance)
-    if not 0 < tolerance < 1:
-        raise ValueError(f"tolerance must lie in (0, 1), got {tolerance}")
+        max_fill = check_fraction(max_fill, "max_fill")
+    tolerance = check_fraction(tolerance, "tolerance", high_open=True)
     eps, counts, rare, t = _box_counts_per_grid(X, eps0, n_scales, n_grids, seed, n_threads,
                                                 opts, func)
     raw = counts.mean(axis=0)
@@ -488,14 +507,3 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
                  "stderr_terms": terms},
     )
 
-
-def _check_fraction(value: Any, name: str, *, allow_zero: bool) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                     np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not (low_ok and value <= 1):
-        bounds = "[0, 1]" if allow_zero else "(0, 1]"
-        raise ValueError(f"{name} must lie in {bounds}, got {value}")
-    return value

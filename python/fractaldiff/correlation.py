@@ -20,6 +20,7 @@ from . import _core
 from ._folds import check_status, kernel_error, map_reduce, prepare_input
 from ._validation import (
     check_device,
+    check_fraction,
     check_int,
     check_memory_limit,
     check_n_threads,
@@ -292,9 +293,7 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     check_options(opts, func, _OPTIONS)
     n_radii = check_int(n_radii, "n_radii", minimum=4)
     min_pairs = check_int(min_pairs, "min_pairs", minimum=1)
-    max_fraction = float(max_fraction)
-    if not 0 < max_fraction <= 1:
-        raise ValueError(f"max_fraction must lie in (0, 1], got {max_fraction}")
+    max_fraction = check_fraction(max_fraction, "max_fraction")
     src, t = _input_rows(X, 3, "the correlation dimension")
     w = _check_theiler(theiler, t)
     sq = pairwise_sqdist(src, n_threads=n_threads, **opts)

@@ -142,6 +142,18 @@ def _as_float(value: Any) -> float | None:
     raise TypeError(f"loss must be a number or a scalar tensor, got {type(value).__name__}")
 
 
+def _gather(tensors: list[torch.Tensor], out: torch.Tensor) -> None:
+    """Concatenate flat tensors into ``out`` (one ``torch.cat`` when the dtypes agree, else
+    converting copies piece by piece)."""
+    if all(t.dtype == out.dtype for t in tensors):
+        torch.cat(tensors, out=out)
+        return
+    off = 0
+    for t in tensors:
+        out[off : off + t.numel()].copy_(t)
+        off += t.numel()
+
+
 class _Slot:
     """One snapshot buffer: host memory (pinned on CUDA) and, on CUDA, a device copy + event."""
 
@@ -763,24 +775,12 @@ class Recorder:
     def _capture(self, slot: _Slot, device_loss: Any) -> None:
         tensors = self._flat_views()
         if slot.device_buf is None:  # CPU: one gather into the host buffer
-            if all(t.dtype == slot.host.dtype for t in tensors):
-                torch.cat(tensors, out=slot.host)
-            else:
-                off = 0
-                for t in tensors:
-                    slot.host[off : off + t.numel()].copy_(t)
-                    off += t.numel()
+            _gather(tensors, slot.host)
             return
         # CUDA: gather on the current stream (ordered after the optimizer step), then copy to
         # pinned memory on a side stream so the next training step does not wait for it
         main = torch.cuda.current_stream(self.device)  # views are detached: no autograd
-        if all(t.dtype == slot.device_buf.dtype for t in tensors):
-            torch.cat(tensors, out=slot.device_buf)
-        else:
-            off = 0
-            for t in tensors:
-                slot.device_buf[off : off + t.numel()].copy_(t)
-                off += t.numel()
+        _gather(tensors, slot.device_buf)
         loss_dev = None
         if device_loss is not None:
             loss_dev = device_loss.detach().reshape(1).to(torch.float64)
