@@ -1,0 +1,544 @@
+"""The batched localized-SGLD engine shared by estimate_llc, calibrate_llc and llc_trajectory.
+
+Everything here works on stacked flat parameter vectors ``W`` of shape (C, D): C chains (of one
+or several centres w*), D parameters. A :class:`Potential` gives the mini-batch mean loss and
+its gradient for all chains in one vmapped call; :func:`run_sgld` runs the chains; and
+:func:`summarize` turns the loss traces into lambda-hat, its standard error and diagnostics.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad_and_value, vmap
+
+__all__ = [
+    "LLCWarning",
+    "Potential",
+    "check_count",
+    "check_nonneg",
+    "check_pos",
+    "default_nbeta",
+    "emit",
+    "make_module_potential",
+    "make_functional_potential",
+    "run_sgld",
+    "summarize",
+]
+
+
+class LLCWarning(UserWarning):
+    """An LLC estimate that should not be trusted as it is (see the result's diagnostics)."""
+
+
+# --- argument checks (one message style: "func: name must be ..., got ...") -----------------
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def check_pos(value: Any, name: str, func: str) -> float:
+    """A finite number > 0."""
+    if not _is_real(value):
+        raise TypeError(f"{func}: {name} must be a number > 0, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{func}: {name} must be finite and > 0, got {value!r}")
+    return v
+
+
+def check_nonneg(value: Any, name: str, func: str) -> float:
+    """A finite number >= 0."""
+    if not _is_real(value):
+        raise TypeError(f"{func}: {name} must be a number >= 0, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{func}: {name} must be finite and >= 0, got {value!r}")
+    return v
+
+
+def check_count(value: Any, name: str, func: str, minimum: int) -> int:
+    """An integer >= minimum."""
+    if not isinstance(value, (numbers.Integral, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{func}: {name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{func}: {name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def default_nbeta(n: int) -> float:
+    """n / log n, the inverse temperature nβ of Watanabe's WBIC (n = data-set size)."""
+    return n / math.log(n)
+
+
+# --- potentials ------------------------------------------------------------------------------
+
+
+@dataclass
+class Potential:
+    """Mean loss L(w) of stacked parameter vectors, with its gradient, for all chains at once.
+
+    ``value_and_grad(W, idx)``: W (C, D), idx (C, B) int64 rows of the data per chain or None
+    (full data / no data); returns (loss (C,), grad (C, D)). ``full_loss(W)``: (C,) full-data
+    loss, chunked over the data.
+    """
+
+    n_params: int
+    n_data: int | None
+    dtype: torch.dtype
+    device: torch.device
+    value_and_grad: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
+    full_loss: Callable[[torch.Tensor], torch.Tensor]
+    cleanup: Callable[[], None] = field(default=lambda: None)
+
+
+def _scalar_check(value: Any, what: str, func: str) -> None:
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(
+            f"{func}: {what} must return a scalar tensor (the mean loss), got {shape}"
+        )
+
+
+def make_functional_potential(loss_fn: Callable, w0: Any, func: str) -> tuple[Potential, torch.Tensor]:
+    """Potential of ``loss_fn(w) -> scalar`` (torch ops), and w0 as a flat tensor."""
+    if not callable(loss_fn):
+        raise TypeError(f"{func}: loss_fn must be callable (flat parameter tensor -> mean loss)")
+    if isinstance(w0, torch.Tensor):
+        w = w0.detach()
+    else:
+        try:
+            w = torch.as_tensor(np.asarray(w0, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{func}: w0 must be a 1-D tensor or array of numbers") from exc
+    if not torch.is_floating_point(w):
+        w = w.to(torch.float64)
+    if w.ndim != 1 or w.numel() == 0:
+        raise ValueError(
+            f"{func}: w0 must be a non-empty 1-D parameter vector, got shape {tuple(w.shape)}"
+        )
+    if not bool(torch.isfinite(w).all()):
+        bad = int(torch.nonzero(~torch.isfinite(w))[0, 0])
+        raise ValueError(f"{func}: w0 has a non-finite value at index {bad}")
+    with torch.no_grad():
+        value = loss_fn(w.clone())
+    _scalar_check(value, "loss_fn", func)
+
+    def scalar(v: torch.Tensor) -> torch.Tensor:
+        return loss_fn(v).reshape(())
+
+    vg = vmap(grad_and_value(scalar))
+    vf = vmap(scalar)
+
+    def value_and_grad(W: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        g, v = vg(W)
+        return v, g
+
+    def full_loss(W: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return vf(W)
+
+    return Potential(w.numel(), None, w.dtype, w.device, value_and_grad, full_loss), w
+
+
+LOSSES = ("cross_entropy", "mse")
+
+
+def resolve_loss(loss: Any, func: str) -> Callable:
+    """The per-batch mean loss ``f(output, target) -> scalar``."""
+    if callable(loss):
+        return loss
+    if loss == "cross_entropy":
+        return torch.nn.functional.cross_entropy
+    if loss == "mse":
+        def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            y = y.reshape(out.shape)
+            return 0.5 * ((out - y) ** 2).reshape(out.shape[0], -1).sum(1).mean()
+        return mse
+    raise ValueError(
+        f"{func}: loss must be 'cross_entropy', 'mse' or a callable (output, target) -> mean "
+        f"loss, got {loss!r}"
+    )
+
+
+def as_tensors(data: Any, func: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X, y) from a tuple, a torch Dataset or fractaldiff.train.Dataset (its train split)."""
+    if hasattr(data, "x_train") and hasattr(data, "y_train"):
+        x, y = data.x_train, data.y_train
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    elif isinstance(data, torch.utils.data.Dataset):
+        try:
+            n = len(data)  # type: ignore[arg-type]
+        except TypeError:
+            raise TypeError(f"{func}: data (a torch Dataset) must have a length") from None
+        if n == 0:
+            raise ValueError(f"{func}: data is empty")
+        items = [data[i] for i in range(n)]
+        if not all(isinstance(it, (tuple, list)) and len(it) >= 2 for it in items[:1]):
+            raise TypeError(f"{func}: data (a torch Dataset) must yield (input, target) pairs")
+        x = torch.stack([torch.as_tensor(it[0]) for it in items])
+        y = torch.stack([torch.as_tensor(it[1]) for it in items])
+    else:
+        raise TypeError(
+            f"{func}: data must be a tuple (X, y) of tensors/arrays, a torch.utils.data.Dataset "
+            f"or a fractaldiff.train.Dataset, got {type(data).__name__}"
+        )
+    x = torch.as_tensor(x)
+    y = torch.as_tensor(y)
+    if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{func}: data inputs and targets must have the same first dimension, got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.shape[0] < 1:
+        raise ValueError(f"{func}: data is empty")
+    return x, y
+
+
+def make_module_potential(
+    model: torch.nn.Module, data: Any, loss: Any, device: Any, func: str,
+    chunk: int = 8192,
+) -> tuple[Potential, torch.Tensor]:
+    """Potential of an nn.Module on a data set (eval mode: BatchNorm uses running statistics)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{func}: model must be a torch.nn.Module, got {type(model).__name__}")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError(
+            f"{func}: model has no trainable parameters (requires_grad=True); there is nothing "
+            "to sample"
+        )
+    loss_f = resolve_loss(loss, func)
+    first = named[0][1]
+    dev = torch.device(device) if device is not None else first.device
+    dtype = first.dtype
+    x, y = as_tensors(data, func)
+    x = x.to(dev)
+    if torch.is_floating_point(x):
+        x = x.to(dtype)
+    if torch.is_floating_point(y):
+        y = y.to(dev, dtype)
+    else:
+        y = y.to(dev)
+    names = [n for n, _ in named]
+    shapes = [tuple(p.shape) for _, p in named]
+    sizes = [p.numel() for _, p in named]
+    trainable = set(names)
+    frozen = {n: p.detach().to(dev) for n, p in model.named_parameters() if n not in trainable}
+    buffers = {n: b.to(dev) for n, b in model.named_buffers()}
+    was_training = model.training
+    model.eval()
+
+    def unflat(w: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: t.view(s) for n, t, s in zip(names, torch.split(w, sizes), shapes)}
+
+    def f(w: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, (unflat(w), frozen, buffers), (xb,))
+        return loss_f(out, yb)
+
+    w0 = torch.cat([p.detach().reshape(-1) for _, p in named]).to(dev)
+    try:
+        with torch.no_grad():
+            value = f(w0, x[: min(len(x), 8)], y[: min(len(y), 8)])
+    except Exception:
+        model.train(was_training)
+        raise
+    try:
+        _scalar_check(value, "loss", func)
+    except ValueError:
+        model.train(was_training)
+        raise
+    vg = vmap(grad_and_value(f), in_dims=(0, 0, 0))
+    vg_full = vmap(grad_and_value(f), in_dims=(0, None, None))
+    vf = vmap(f, in_dims=(0, None, None))
+    n = int(x.shape[0])
+
+    def value_and_grad(W: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if idx is None:
+            g, v = vg_full(W, x, y)
+        else:
+            g, v = vg(W, x[idx], y[idx])
+        return v, g
+
+    def full_loss(W: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(W.shape[0], dtype=torch.float64, device=W.device)
+        with torch.no_grad():
+            for a in range(0, n, chunk):
+                b = min(n, a + chunk)
+                total += vf(W, x[a:b], y[a:b]).to(torch.float64) * (b - a)
+        return (total / n).to(W.dtype)
+
+    pot = Potential(w0.numel(), n, dtype, dev, value_and_grad, full_loss,
+                    cleanup=lambda: model.train(was_training))
+    return pot, w0
+
+
+# --- the sampler -----------------------------------------------------------------------------
+
+
+class _Batches:
+    """Per-chain mini-batch indices without replacement within an epoch (C, B) per step."""
+
+    def __init__(self, n: int, batch: int, chains: int, gen: torch.Generator,
+                 device: torch.device) -> None:
+        self.n, self.b, self.c, self.gen, self.device = n, batch, chains, gen, device
+        self.pos = n  # force a fresh permutation
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.b > self.n:
+            keys = torch.rand(self.c, self.n, generator=self.gen)
+            self.perm = torch.argsort(keys, dim=1).to(self.device)
+            self.pos = 0
+        idx = self.perm[:, self.pos : self.pos + self.b]
+        self.pos += self.b
+        return idx
+
+
+@dataclass
+class Run:
+    """Raw output of :func:`run_sgld` (numpy, float64)."""
+
+    trace: np.ndarray  # (C, n_steps) mini-batch loss at w_t before the step
+    acceptance: np.ndarray  # (C,) mean MALA acceptance probability (nan if not measured)
+    n_accept_checks: int
+    final: torch.Tensor  # (C, D) last parameters
+    seconds: float
+
+
+def run_sgld(
+    pot: Potential,
+    centers: torch.Tensor,
+    *,
+    nbeta: torch.Tensor,
+    gamma: torch.Tensor,
+    eps: torch.Tensor,
+    n_steps: int,
+    batch_size: int | None,
+    seed: int | None,
+    mala_every: int,
+    progress: bool,
+    desc: str = "SGLD",
+) -> Run:
+    """Run C localized SGLD chains as one batched computation.
+
+    w_{t+1} = w_t - (eps/2) (nbeta grad L_B(w_t) + gamma (w_t - w*)) + sqrt(eps) N(0, I), per
+    chain c with its own centre w*_c = centers[c], nbeta_c, gamma_c, eps_c.
+    """
+    import time
+
+    C, D = centers.shape
+    dev, dt = centers.device, centers.dtype
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+    nb = nbeta.to(dev, dt).reshape(C, 1)
+    gm = gamma.to(dev, dt).reshape(C, 1)
+    ep = eps.to(dev, dt).reshape(C, 1)
+    half_ep = 0.5 * ep
+    sq_ep = ep.sqrt()
+    batches = None
+    if batch_size is not None and pot.n_data is not None and batch_size < pot.n_data:
+        batches = _Batches(pot.n_data, batch_size, C, gen, dev)
+    trace = torch.empty(C, n_steps, dtype=torch.float64)
+    acc_sum = torch.zeros(C, dtype=torch.float64)
+    n_checks = 0
+    W = centers.clone()
+    noise = torch.empty(C, D, dtype=dt)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_steps, desc=desc, leave=False)
+    start = time.perf_counter()
+    try:
+        for t in range(n_steps):
+            idx = batches.next() if batches is not None else None
+            L, G = pot.value_and_grad(W, idx)
+            trace[:, t] = L.detach().to("cpu", torch.float64)
+            delta = W - centers
+            drift = nb * G + gm * delta
+            torch.randn(C, D, generator=gen, dtype=dt, out=noise)
+            W_new = W - half_ep * drift + sq_ep * noise.to(dev)
+            if mala_every and t % mala_every == mala_every - 1:
+                L2, G2 = pot.value_and_grad(W_new, idx)
+                delta2 = W_new - centers
+                drift2 = nb * G2 + gm * delta2
+                U = nb[:, 0] * L + 0.5 * gm[:, 0] * (delta * delta).sum(1)
+                U2 = nb[:, 0] * L2 + 0.5 * gm[:, 0] * (delta2 * delta2).sum(1)
+                fwd = ((W_new - W + half_ep * drift) ** 2).sum(1) / (2 * ep[:, 0])
+                bwd = ((W - W_new + half_ep * drift2) ** 2).sum(1) / (2 * ep[:, 0])
+                log_a = (U - U2 + fwd - bwd).to(torch.float64).cpu()
+                a = torch.exp(torch.clamp(log_a, max=0.0))
+                acc_sum += torch.nan_to_num(a, nan=0.0)
+                n_checks += 1
+            W = W_new
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    acc = (acc_sum / n_checks).numpy() if n_checks else np.full(C, np.nan)
+    return Run(trace.numpy(), acc, n_checks, W.detach(), seconds)
+
+
+# --- diagnostics -----------------------------------------------------------------------------
+
+
+def _batch_means_se(x: np.ndarray, n_batches: int = 20) -> float:
+    """Standard error of the mean of a correlated series by non-overlapping batch means."""
+    m = len(x)
+    k = min(n_batches, m)
+    if k < 2:
+        return float("nan")
+    size = m // k
+    means = x[: size * k].reshape(k, size).mean(1)
+    return float(means.std(ddof=1) / math.sqrt(k))
+
+
+@dataclass
+class Summary:
+    """lambda-hat for one group of chains that share a centre (one estimate)."""
+
+    mean: float
+    stderr: float
+    per_chain: np.ndarray
+    per_chain_stderr: np.ndarray
+    acceptance: np.ndarray
+    diverged: np.ndarray  # bool per chain
+    flags: dict[str, bool]
+    warnings: list[str]
+    first_half: float
+    second_half: float
+    chi2_pvalue: float
+
+
+def summarize(
+    trace: np.ndarray,
+    init_loss: float,
+    nbeta: float,
+    n_burnin: int,
+    acceptance: np.ndarray,
+    n_params: int,
+    *,
+    acceptance_floor: float = 0.5,
+) -> Summary:
+    """lambda-hat, between-chain stderr and diagnostics of one group of chains.
+
+    Rules (documented in docs/llc.md):
+
+    * diverged chain: a non-finite loss, or a draw with nbeta (L - L*) > 100 D + 1000; such
+      chains are left out of the mean;
+    * ``negative``: lambda-hat < 0, or ``below_init``: a chain whose mean trace is below the
+      initial loss (w* is not a local minimum);
+    * ``chains_disagree``: chi-square test of the per-chain values against their batch-means
+      errors, p < 1e-3 (and the spread exceeds 5 % of |lambda-hat|);
+    * ``not_converged``: first and second halves of the kept draws differ by > 3 standard
+      errors and by > 5 % of |lambda-hat| (drift);
+    * ``low_acceptance``: mean MALA acceptance below ``acceptance_floor``.
+    """
+    C, T = trace.shape
+    draws = trace[:, n_burnin:]
+    finite = np.isfinite(draws).all(1)
+    rel = nbeta * (draws - init_loss)
+    with np.errstate(invalid="ignore", over="ignore"):
+        exploding = np.nanmax(np.where(np.isfinite(rel), rel, np.inf), axis=1) > 100.0 * n_params + 1000.0
+    diverged = ~finite | exploding
+    with np.errstate(invalid="ignore", over="ignore"):
+        per_chain = nbeta * (draws.mean(1) - init_loss)
+    pc_se = np.array([nbeta * _batch_means_se(r) if ok else np.nan
+                      for r, ok in zip(draws, ~diverged)])
+    ok = ~diverged
+    msgs: list[str] = []
+    flags = dict(diverged=bool(diverged.any()), negative=False, below_init=False,
+                 chains_disagree=False, not_converged=False, low_acceptance=False)
+    if diverged.any():
+        msgs.append(
+            f"{int(diverged.sum())} of {C} chains diverged (NaN/Inf or exploding loss): step "
+            "size too large? They are left out of the estimate"
+        )
+    if ok.sum() == 0:
+        return Summary(float("nan"), float("nan"), per_chain, pc_se, acceptance, diverged,
+                       flags, msgs, float("nan"), float("nan"), float("nan"))
+    vals = per_chain[ok]
+    mean = float(vals.mean())
+    k = len(vals)
+    if k >= 2:
+        stderr = float(vals.std(ddof=1) / math.sqrt(k))
+    else:
+        stderr = float(pc_se[ok][0])
+    if mean < 0:
+        flags["negative"] = True
+        msgs.append(
+            f"lambda-hat = {mean:.4g} < 0: the loss went down while sampling, so w* is not a "
+            "local minimum (train longer, or the step size / localization is off)"
+        )
+    elif (vals < 0).any():
+        flags["below_init"] = True
+        msgs.append(
+            f"{int((vals < 0).sum())} of {k} chains sit below the initial loss on average: w* is "
+            "not a local minimum"
+        )
+    # chains disagree beyond their own noise
+    pval = float("nan")
+    se_ok = pc_se[ok]
+    if k >= 2 and np.all(np.isfinite(se_ok)) and np.all(se_ok > 0):
+        from scipy import stats
+
+        wts = 1.0 / se_ok**2
+        pooled = float((wts * vals).sum() / wts.sum())
+        chi2 = float((wts * (vals - pooled) ** 2).sum())
+        pval = float(stats.chi2.sf(chi2, k - 1))
+        if pval < 1e-3 and vals.std(ddof=1) > 0.05 * max(abs(mean), 1e-12):
+            flags["chains_disagree"] = True
+            msgs.append(
+                f"chains disagree beyond their noise (chi-square p = {pval:.2g}; per-chain "
+                f"values {np.round(vals, 3).tolist()}): they explore different regions, run "
+                "more draws or use a stronger localization"
+            )
+    # convergence: first vs second half of the kept draws
+    m = draws.shape[1]
+    h = m // 2
+    first = second = float("nan")
+    if h >= 2:
+        a = rel[ok, :h].mean(1)
+        b = rel[ok, h: 2 * h].mean(1)
+        first, second = float(a.mean()), float(b.mean())
+        d = b - a
+        if k >= 2:
+            d_se = float(d.std(ddof=1) / math.sqrt(k))
+        else:
+            d_se = math.hypot(_batch_means_se(rel[ok][0, :h]), _batch_means_se(rel[ok][0, h:2 * h]))
+        diff = second - first
+        if abs(diff) > 3 * d_se and abs(diff) > 0.05 * max(abs(mean), 1e-12):
+            flags["not_converged"] = True
+            msgs.append(
+                f"not converged: lambda-hat from the first half of the draws is {first:.4g}, "
+                f"from the second half {second:.4g} (difference {diff:.3g} ± {d_se:.2g}); use "
+                "more burn-in / draws or a larger step size"
+            )
+    acc_ok = acceptance[ok]
+    if np.isfinite(acc_ok).any() and float(np.nanmean(acc_ok)) < acceptance_floor:
+        flags["low_acceptance"] = True
+        msgs.append(
+            f"mean MALA acceptance {float(np.nanmean(acc_ok)):.2f} < {acceptance_floor}: the "
+            "step size is too large for this posterior (discretization bias); try "
+            "calibrate_llc or a smaller step_size"
+        )
+    return Summary(mean, stderr, per_chain, pc_se, acceptance, diverged, flags, msgs,
+                   first, second, pval)
+
+
+def emit(msgs: list[str], prefix: str = "") -> None:
+    """Warn with :class:`LLCWarning`, one warning per message."""
+    for m in msgs:
+        warnings.warn(prefix + m, LLCWarning, stacklevel=3)
