@@ -20,7 +20,7 @@ import numpy as np
 
 import fractaldiff as fd
 from fractaldiff import _core
-from fractaldiff.boxcount import grid_offsets
+from fractaldiff.fractal.boxcount import grid_offsets
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import timeit as _timeit  # noqa: E402

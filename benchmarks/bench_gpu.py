@@ -104,7 +104,7 @@ def torch_fft_msd(X, dtype, chunk=1 << 16):
 def box_counting(X, args):
     """Time the 16-scale box-id pass over the GPU-resident X (one read of X) and the whole
     box_counts call; check the ids bit for bit against the CPU kernel on a column slice."""
-    from fractaldiff.boxcount import grid_offsets, key_seed
+    from fractaldiff.fractal.boxcount import grid_offsets, key_seed
 
     T, D = X.shape
     n_scales = 16

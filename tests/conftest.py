@@ -49,7 +49,7 @@ def skip_or_fail(why):
 
 
 def require_cuda():
-    from fractaldiff._gpu import cuda_usable
+    from fractaldiff.engine.gpu import cuda_usable
 
     ok, why = cuda_usable()
     if not ok:

@@ -119,7 +119,7 @@ def test_unknown_option_and_device(X):
         fd.msd(X, device="tpu")
     with pytest.raises(ValueError, match="device must be"):
         fd.msd(X, device="cuda:x")
-    from fractaldiff._gpu import cuda_usable
+    from fractaldiff.engine.gpu import cuda_usable
 
     if not cuda_usable()[0]:  # a clear error, never a crash, without a usable GPU
         with pytest.raises(RuntimeError, match=r"device='cuda'.*(without CUDA|no CUDA device)"):
@@ -132,7 +132,7 @@ def test_device_option_of_fractal_analyses(X, name):
     func = getattr(fd, name)
     with pytest.raises(ValueError, match="device must be"):
         func(X, device="tpu")
-    from fractaldiff._gpu import cuda_usable
+    from fractaldiff.engine.gpu import cuda_usable
 
     if not cuda_usable()[0]:  # a clear error naming the argument (and the function computing)
         with pytest.raises(RuntimeError, match=r"(_counts|_dimension|_sqdist|_gram|_pca)"

@@ -8,7 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 import fractaldiff as fd
 import fractaldiff._core as core
-from fractaldiff.boxcount import chao1, grid_offsets
+from fractaldiff.fractal.boxcount import chao1, grid_offsets
 
 from reference import box_counts_direct, box_occupancy_direct
 
@@ -156,7 +156,7 @@ def test_bad_input(func):
         func(X, bogus=1)
     with pytest.raises(ValueError, match="device must be"):
         func(X, device="gpu")
-    from fractaldiff._gpu import cuda_usable
+    from fractaldiff.engine.gpu import cuda_usable
 
     if not cuda_usable()[0]:  # a clear error naming the argument, never a crash
         with pytest.raises(RuntimeError, match=r"device='cuda'.*(without CUDA|no CUDA device)"):

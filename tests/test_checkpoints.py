@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fractaldiff.checkpoints import CheckpointFolder, step_from_name
+from fractaldiff.io.checkpoints import CheckpointFolder, step_from_name
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
@@ -182,7 +182,7 @@ def test_safetensors_needs_no_torch(st_folder):
         f"""
         import sys
         import numpy as np
-        from fractaldiff.checkpoints import CheckpointFolder
+        from fractaldiff.io.checkpoints import CheckpointFolder
         src = CheckpointFolder({str(st_folder)!r})
         np.asarray(src)
         assert "torch" not in sys.modules, "torch was imported"

@@ -179,7 +179,7 @@ def test_bad_input(rng):
             func(X, bogus=1)
     with pytest.raises(ValueError, match="device must be"):
         fd.pairwise_sqdist(X, device="gpu")
-    from fractaldiff._gpu import cuda_usable
+    from fractaldiff.engine.gpu import cuda_usable
 
     if not cuda_usable()[0]:  # a clear error naming the argument, never a crash
         for func in (fd.pairwise_sqdist, fd.centered_gram, fd.correlation_dimension,

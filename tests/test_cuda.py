@@ -88,7 +88,7 @@ def test_accuracy_contract_on_gpu(T, D, step):
 
 def test_cpu_and_gpu_partial_sums_merge():
     require_cuda()
-    from fractaldiff._gpu import GpuAccumulator
+    from fractaldiff.engine.gpu import GpuAccumulator
 
     X = weight_like(700, 90, 1e-4, seed=5)
     whole = fd.MSDAccumulator(700)
@@ -271,7 +271,7 @@ def box_ids(X, where, *, n_scales=16, seed=0, grid=0, limit=512 << 20, src=None)
     """Box-id sums (T, n_scales, 2) of one grid, on the CPU (from the host copy ``src``, default
     X) or the GPU (from X as given: host array, torch CUDA tensor, ...), same origins."""
     from fractaldiff import boxcount as bc
-    from fractaldiff._folds import prepare_input
+    from fractaldiff.engine.folds import prepare_input
 
     host, t, d, _ = prepare_input(np.asarray(X) if src is None else src, 1, "box counting", 0)
     mins, maxs = bc._column_ranges(host, d, 0, "test", limit, None)
@@ -359,7 +359,7 @@ def test_box_ids_of_torch_cuda_tensors_any_strides_and_dtypes():
 def test_box_ids_merge_across_devices_and_blocks():
     # CPU ids of the first columns + GPU ids of the rest (its own column offset) = CPU ids of all
     require_cuda()
-    from fractaldiff.boxcount import grid_offsets, key_seed
+    from fractaldiff.fractal.boxcount import grid_offsets, key_seed
 
     X = weight_like(200, 600, 1e-3, seed=11)
     mins = X.min(axis=0).astype(np.float64)
@@ -499,7 +499,7 @@ def test_box_ids_more_than_65535_row_tiles():
     # 65535 * 128 + 200 snapshots: the box-id kernel needs a second launch for the last 200 rows
     # (grid.y is at most 65535 row tiles); ids are T * 2 * 2 * 8 bytes, ~270 MB
     require_cuda()
-    from fractaldiff.boxcount import key_seed
+    from fractaldiff.fractal.boxcount import key_seed
 
     T = 65535 * 128 + 200
     rng = np.random.default_rng(8)
@@ -538,7 +538,7 @@ def test_box_minmax_on_device_matches_cpu():
     # float32 and float64, columns holding NaN (first and middle row), +Inf and -Inf, and a
     # memory_limit whose column chunks (memory_limit / 32 columns) split the block
     torch = require_torch_cuda()
-    from fractaldiff._gpu import as_device_matrix
+    from fractaldiff.engine.gpu import as_device_matrix
 
     rng = np.random.default_rng(4)
     X = rng.standard_normal((37, 40000))
@@ -578,7 +578,7 @@ def test_device_inputs_in_column_chunks_within_memory_limit():
     # device matrix go up in chunks of 2048 columns; the fold's device memory stays within the
     # limit, for device and host inputs
     torch = require_torch_cuda()
-    from fractaldiff.boxcount import key_seed
+    from fractaldiff.fractal.boxcount import key_seed
 
     limit = 1 << 20
     X = weight_like(64, 40000, 1e-3, seed=9, dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Tests for fractaldiff.dims: the paper's derived dimensions and their uncertainties."""
+"""Tests for fractaldiff.theory: the paper's derived dimensions and their uncertainties."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fractaldiff.dims import (
+from fractaldiff.theory import (
     Estimate,
     SpectralBoundCheck,
     check_spectral_bound,

@@ -8,10 +8,10 @@ import pytest
 MODULES = [
     "fractaldiff.diffusion",
     "fractaldiff._info",
-    "fractaldiff.sources",
-    "fractaldiff.fitting",
-    "fractaldiff.dims",
-    "fractaldiff.ensemble",
+    "fractaldiff.engine.sources",
+    "fractaldiff.fitting.exponents",
+    "fractaldiff.theory",
+    "fractaldiff.fitting.ensemble",
 ]
 
 

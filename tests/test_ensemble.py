@@ -1,11 +1,11 @@
-"""Tests for fractaldiff.ensemble: fits over seeds and the ergodicity-breaking parameter."""
+"""Tests for fractaldiff.fitting.ensemble: fits over seeds and the ergodicity-breaking parameter."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fractaldiff.ensemble import (
+from fractaldiff.fitting.ensemble import (
     EnsembleFit,
     ergodicity_breaking,
     fit_ensemble,

@@ -512,7 +512,7 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch):
     fit = fit_exponent(t, t**0.5, cov="independent")
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r"pip install fractaldiff\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install 'fractaldiff\[plot\]'"):
         fit.plot()
 
 

@@ -62,7 +62,7 @@ class EmulatedFold:
 
 @pytest.fixture
 def emulated(monkeypatch):
-    import fractaldiff._gpu as gpu
+    import fractaldiff.engine.gpu as gpu
 
     folds = []
 

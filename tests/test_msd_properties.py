@@ -76,6 +76,9 @@ def test_invariant_under_column_permutation(X, rnd):
 @SETTINGS
 @given(trajectories(), st.integers(-20, 20))
 def test_scaling_by_power_of_two_is_exact(X, k):
+    # exact only while every product stays a normal float: drop magnitudes whose squares
+    # would be subnormal
+    X = np.where(np.abs(X) < 1e-100, 0.0, X)
     c = 2.0**k
     np.testing.assert_array_equal(fd.msd(c * X), c**2 * fd.msd(X))
 

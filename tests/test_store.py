@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fractaldiff import _core
-from fractaldiff.store import (
+from fractaldiff.io.store import (
     LayoutEntry,
     ParameterLayout,
     SnapshotStore,
@@ -659,7 +659,7 @@ def test_random_appends_and_reads_match_list_model(ops, d, dtype):
 @pytest.mark.parametrize("fail_at", [1, 2, 3])
 def test_interrupted_append(tmp_path, monkeypatch, rows, fail_at):
     """An append that fails half-way (disk full, Ctrl-C) leaves a consistent store."""
-    import fractaldiff.store as fs
+    import fractaldiff.io.store as fs
 
     monkeypatch.setattr(fs, "_NATIVE_APPEND", False)  # the Python path, whose writes we break
     s = make_store(tmp_path / "i", rows[:3])
@@ -712,7 +712,7 @@ def test_pickle_and_dask(tmp_path, rows):
 @pytest.mark.parametrize("native", [True, False])
 def test_native_and_python_appends_write_the_same_store(tmp_path, monkeypatch, rows, native):
     """The one-call compiled append and the Python sequence produce identical files."""
-    import fractaldiff.store as fs
+    import fractaldiff.io.store as fs
 
     def write(path):
         with SnapshotStore.create(path, rows.shape[1]) as s:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fractaldiff as fd
-from fractaldiff.sources import SlicedSource, as_source, iter_blocks
+from fractaldiff.engine.sources import SlicedSource, as_source, iter_blocks
 
 from reference import displacement_direct, msd_direct, weight_like
 

@@ -4,7 +4,7 @@ Record weight snapshots W[t, d] from a training run, then measure the trajectory
 time-averaged mean-squared displacement over all lags (:func:`msd`), the displacement from a
 reference snapshot (:func:`displacement`), the exponents of anomalous diffusion
 (:func:`fit_exponent`, :func:`crossover`, :func:`fit_msd`) and the paper's derived dimensions
-(:mod:`fractaldiff.dims`).
+(:mod:`fractaldiff.theory`).
 """
 
 from __future__ import annotations
@@ -17,57 +17,49 @@ except ImportError as exc:  # pragma: no cover - only when the extension was not
         f"{exc}. Install the package with `pip install .` so that it gets built."
     ) from exc
 
-from . import dims, ensemble
+from . import theory
 from ._info import build_info
-from .boxcount import box_counting_dimension, box_counts
-from .checkpoints import CheckpointFolder
-from .correlation import (
+from .diffusion import displacement, msd
+from .engine import (
+    ArraySource,
+    DisplacementAccumulator,
+    LagsAccumulator,
+    MSDAccumulator,
+    SlicedSource,
+    Source,
+    as_source,
+)
+from .fitting import (
+    Crossover,
+    DiffusionExponents,
+    EnsembleFit,
+    ExponentFit,
+    LocalSlope,
+    Regime,
+    UncalibratedStderrWarning,
+    crossover,
+    ergodicity_breaking,
+    fit_displacement,
+    fit_ensemble,
+    fit_exponent,
+    fit_msd,
+    local_slope,
+    reference_ergodicity_breaking,
+    tamsd_covariance,
+)
+from .fractal import (
+    DimensionEstimate,
     TrajectoryPCA,
+    box_counting_dimension,
+    box_counts,
     centered_gram,
     correlation_dimension,
     msd_from_sqdist,
     pairwise_sqdist,
     trajectory_pca,
 )
-from .diffusion import (
-    DisplacementAccumulator,
-    LagsAccumulator,
-    MSDAccumulator,
-    displacement,
-    msd,
-)
-from .dimension import DimensionEstimate
-from .dims import (
-    Estimate,
-    SpectralBoundCheck,
-    check_spectral_bound,
-    coarse_grained_diffusion_coefficient,
-    effective_temperature,
-    exponents_from_dimensions,
-    spectral_dimension,
-)
-from .ensemble import (
-    EnsembleFit,
-    ergodicity_breaking,
-    fit_ensemble,
-    reference_ergodicity_breaking,
-)
-from .fitting import (
-    Crossover,
-    DiffusionExponents,
-    ExponentFit,
-    LocalSlope,
-    Regime,
-    UncalibratedStderrWarning,
-    crossover,
-    fit_displacement,
-    fit_exponent,
-    fit_msd,
-    local_slope,
-    tamsd_covariance,
-)
-from .sources import ArraySource, SlicedSource, Source, as_source
-from .store import (
+from .io import (
+    CheckpointFolder,
     LayoutEntry,
     ParameterLayout,
     SnapshotStore,
@@ -76,6 +68,15 @@ from .store import (
     StoreRecoveryWarning,
     is_store,
     open_store,
+)
+from .theory import (
+    Estimate,
+    SpectralBoundCheck,
+    check_spectral_bound,
+    coarse_grained_diffusion_coefficient,
+    effective_temperature,
+    exponents_from_dimensions,
+    spectral_dimension,
 )
 
 __version__ = _core.__version__
@@ -115,10 +116,8 @@ __all__ = [
     "coarse_grained_diffusion_coefficient",
     "correlation_dimension",
     "crossover",
-    "dims",
     "displacement",
     "effective_temperature",
-    "ensemble",
     "ergodicity_breaking",
     "exponents_from_dimensions",
     "fit_displacement",
@@ -134,5 +133,6 @@ __all__ = [
     "reference_ergodicity_breaking",
     "spectral_dimension",
     "tamsd_covariance",
+    "theory",
     "trajectory_pca",
 ]

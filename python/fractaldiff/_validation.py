@@ -6,6 +6,7 @@ position) so that users never see a crash or a silent wrong answer.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from typing import Any
@@ -13,6 +14,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "as_real_array",
+    "check_int_range",
+    "check_positive",
+    "check_probability",
+    "format_number",
+    "index_text",
+    "require_finite",
     "check_fraction",
     "check_device",
     "check_int",
@@ -75,7 +83,7 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 def check_memory_limit(memory_limit: Any) -> int:
     """Validate ``memory_limit=``: None (the default, 512 MiB), bytes as an int, or a string
     such as ``"256MB"``, ``"1.5GiB"``. Returns bytes."""
-    from .sources import DEFAULT_MEMORY_LIMIT
+    from .engine.sources import DEFAULT_MEMORY_LIMIT
 
     if memory_limit is None:
         return DEFAULT_MEMORY_LIMIT
@@ -165,3 +173,73 @@ def check_lags(lags: Any, n_rows: int) -> np.ndarray:
     if np.any(counts > 1):
         raise ValueError(f"lags contains duplicates: {uniq[counts > 1][:5].tolist()}")
     return np.ascontiguousarray(arr)
+
+
+def as_real_array(value: Any, name: str, func: str) -> np.ndarray:
+    """``value`` as a float64 array, or TypeError naming ``name``."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"{func}: {name} must be an array of real numbers, got {type(value).__name__}"
+        )
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{func}: {name} is not a rectangular array ({exc})") from exc
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{func}: {name} must contain real numbers; its objects cannot be "
+                f"converted to float ({exc})"
+            ) from exc
+    elif arr.dtype.kind not in "iuf":
+        raise TypeError(f"{func}: {name} must be an array of real numbers, got dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float64)
+
+
+def index_text(index: tuple[int, ...]) -> str:
+    return ", ".join(str(int(i)) for i in index)
+
+
+def require_finite(arr: np.ndarray, name: str, func: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        index = tuple(np.argwhere(bad)[0])
+        raise ValueError(
+            f"{func}: {name} must be finite; {name}[{index_text(index)}] = {arr[index]}"
+        )
+
+
+def check_probability(value: Any, name: str, func: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{func}: {name} must be a number in (0, 1), got {value!r}") from exc
+    if not 0.0 < number < 1.0:
+        raise ValueError(f"{func}: {name} must be in (0, 1), got {value!r}")
+    return number
+
+
+def check_positive(value: Any, name: str, func: str, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{func}: {name} must be {kind} > 0, got {value!r}")
+    if integer and float(value) != int(value):
+        raise TypeError(f"{func}: {name} must be an integer, got {value!r}")
+    if not (math.isfinite(float(value)) and value > 0):
+        raise ValueError(f"{func}: {name} must be finite and > 0, got {value!r}")
+    return float(value)
+
+
+def check_int_range(value: Any, name: str, func: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"{func}: {name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def format_number(value: float) -> str:
+    """Four significant digits, or str() of a non-finite value."""
+    if value is None or not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"

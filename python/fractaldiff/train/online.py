@@ -57,8 +57,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import boxcount as _boxcount
-from ..boxcount import _splitmix64
+from ..fractal import boxcount as _boxcount
+from ..fractal.boxcount import splitmix64
 
 __all__ = [
     "MultipleTauMSD",
@@ -446,9 +446,9 @@ def _box_keys(key_seed: int, col_start: int, n: int) -> np.ndarray:
     d = np.arange(col_start, col_start + n, dtype=np.uint64)
     for which in (0, 1):
         base = (int(key_seed) ^ ((_KEY_MULT * (which + 1)) & _MASK64)) & _MASK64
-        inner = int(_splitmix64(np.array([base], dtype=np.uint64))[0])
+        inner = int(splitmix64(np.array([base], dtype=np.uint64))[0])
         with np.errstate(over="ignore"):
-            keys[which] = _splitmix64(np.uint64(inner) + d)
+            keys[which] = splitmix64(np.uint64(inner) + d)
     return keys
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..store import (
+from ..io.store import (
     _NATIVE_APPEND,
     ParameterLayout,
     PartsWriter,

@@ -22,17 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from .fitting import (
-    ExponentFit,
-    _as_real_array,
-    _axes,
-    _check_int_range,
-    _check_positive,
-    _fmt,
-    _require_finite,
-    fit_exponent,
-    tamsd_covariance,
+from .._plotting import axes
+from .._validation import (
+    as_real_array,
+    check_int_range,
+    check_positive,
+    format_number,
+    require_finite,
 )
+from .exponents import ExponentFit, fit_exponent, tamsd_covariance
 
 __all__ = [
     "EnsembleFit",
@@ -43,7 +41,7 @@ __all__ = [
 
 
 def _curves(curves: Any, func: str, n_points: int | None = None) -> np.ndarray:
-    arr = _as_real_array(curves, "curves", func)
+    arr = as_real_array(curves, "curves", func)
     if arr.ndim != 2:
         raise ValueError(
             f"{func}: curves must be 2-D, one time-averaged curve per run (n_runs, n_lags), "
@@ -56,7 +54,7 @@ def _curves(curves: Any, func: str, n_points: int | None = None) -> np.ndarray:
             f"{func}: curves has {arr.shape[1]} points per run but t has {n_points}; "
             "they must match"
         )
-    _require_finite(arr, "curves", func)
+    require_finite(arr, "curves", func)
     return arr
 
 
@@ -79,7 +77,7 @@ def ergodicity_breaking(curves: Any, *, ddof: int = 0) -> np.ndarray:
     """
     func = "ergodicity_breaking"
     arr = _curves(curves, func)
-    ddof = _check_int_range(ddof, "ddof", func, 0, arr.shape[0] - 1)
+    ddof = check_int_range(ddof, "ddof", func, 0, arr.shape[0] - 1)
     mean = arr.mean(axis=0)
     var = arr.var(axis=0, ddof=int(ddof))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -113,12 +111,12 @@ def reference_ergodicity_breaking(
     ndarray, shape (L,)
     """
     func = "reference_ergodicity_breaking"
-    lag_values = _as_real_array(lags, "lags", func)
+    lag_values = as_real_array(lags, "lags", func)
     if lag_values.ndim != 1 or lag_values.size == 0:
         raise ValueError(
             f"{func}: lags must be a non-empty 1-D array, got shape {lag_values.shape}"
         )
-    dims = _check_positive(n_dims, "n_dims", func)
+    dims = check_positive(n_dims, "n_dims", func)
     out = np.empty(lag_values.size)
     for i, lag in enumerate(lag_values):
         # one lag at a time: only the variances are needed, O(T) each
@@ -186,11 +184,11 @@ class EnsembleFit:
     def __repr__(self) -> str:
         fit = self.ensemble_fit
         return (
-            f"EnsembleFit(n_runs={self.n_runs}, exponent={_fmt(fit.exponent)} ± "
-            f"{_fmt(fit.stderr)} (ensemble mean), runs: mean={_fmt(self.mean_run_exponent)}, "
-            f"spread={_fmt(self.run_exponent_spread)}, range=({_fmt(self.run_exponent_range[0])}, "
-            f"{_fmt(self.run_exponent_range[1])}), window=({_fmt(fit.window[0])}, "
-            f"{_fmt(fit.window[1])}))"
+            f"EnsembleFit(n_runs={self.n_runs}, exponent={format_number(fit.exponent)} ± "
+            f"{format_number(fit.stderr)} (ensemble mean), runs: mean={format_number(self.mean_run_exponent)}, "
+            f"spread={format_number(self.run_exponent_spread)}, range=({format_number(self.run_exponent_range[0])}, "
+            f"{format_number(self.run_exponent_range[1])}), window=({format_number(fit.window[0])}, "
+            f"{format_number(fit.window[1])}))"
         )
 
     def plot(self, ax=None):
@@ -204,14 +202,14 @@ class EnsembleFit:
         -------
         matplotlib Axes
         """
-        ax = _axes(ax)
+        ax = axes(ax)
         positive = self.t > 0
         for row in self.curves:
             ax.plot(self.t[positive], row[positive], color="0.75", lw=0.7)
         self.ensemble_fit.plot(ax=ax, show_data=True)
         ax.set_title(
-            f"{self.n_runs} runs: run exponents {_fmt(self.mean_run_exponent)} "
-            f"± {_fmt(self.run_exponent_spread)} (spread)"
+            f"{self.n_runs} runs: run exponents {format_number(self.mean_run_exponent)} "
+            f"± {format_number(self.run_exponent_spread)} (spread)"
         )
         return ax
 
@@ -247,7 +245,7 @@ def fit_ensemble(
     EnsembleFit
     """
     func = "fit_ensemble"
-    t_arr = _as_real_array(t, "t", func)
+    t_arr = as_real_array(t, "t", func)
     if t_arr.ndim != 1:
         raise ValueError(f"{func}: t must be 1-D, got shape {t_arr.shape}")
     arr = _curves(curves, func, t_arr.size)

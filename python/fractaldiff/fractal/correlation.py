@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from ._folds import check_status, kernel_error, map_reduce, prepare_input
-from ._validation import (
+from .. import _core
+from ..engine.folds import check_status, kernel_error, map_reduce, prepare_input
+from .._validation import (
     check_device,
     check_fraction,
     check_int,
@@ -26,7 +26,7 @@ from ._validation import (
     check_n_threads,
     check_options,
 )
-from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
+from .windows import DimensionEstimate, scaling_fit, resolve_scale_window, select_window
 
 __all__ = [
     "TrajectoryPCA",
@@ -68,7 +68,7 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
     device = check_device(opts.get("device", "auto"), func)
     nt = check_n_threads(n_threads)
     limit = check_memory_limit(opts.get("memory_limit"))
-    from ._gpu import choose_device, gpu_gram
+    from ..engine.gpu import choose_device, gpu_gram
 
     where, index = choose_device(device, X, func)
     if where == "cuda":  # the same accumulator on the GPU (its errors are raised there)
@@ -88,7 +88,7 @@ def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.nd
 def _input_rows(X: Any, min_rows: int, what: str) -> tuple[Any, int]:
     """``(X, T)``: data in CUDA device memory as it is (the GPU kernels read it in place),
     anything else as a validated source (or dask array)."""
-    from ._gpu import as_device_matrix, is_device_array
+    from ..engine.gpu import as_device_matrix, is_device_array
 
     if is_device_array(X):
         t = as_device_matrix(X, "X").shape[0]
@@ -348,12 +348,12 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         rule = (f"auto: longest run of radii with >= {min_pairs} pairs and C <= {max_fraction:g}"
                 f"{above} whose two halves' slopes agree within 10%")
     else:
-        start, stop = _resolve_manual_window(window, r, func)
+        start, stop = resolve_scale_window(window, r, func)
         if np.any(below[start:stop] == 0):
             raise ValueError(f"{func}: window {window!r} includes radii with no pairs below "
                              f"them; raise its lower end")
         rule = "manual"
-    dim, intercept, stderr = _fit(x, y, start, stop)
+    dim, intercept, stderr = scaling_fit(x, y, start, stop)
     r0 = r[stop - 1]
     m = int(np.searchsorted(dist, r0, side="left"))
     near = dist[:m]

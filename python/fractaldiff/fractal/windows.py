@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .fitting import _pyplot
+from .._plotting import pyplot
 
 __all__ = ["DimensionEstimate", "select_window"]
 
@@ -204,7 +204,7 @@ class DimensionEstimate:
         -------
         matplotlib.axes.Axes
         """
-        plt = _pyplot()
+        plt = pyplot()
         if ax is None:
             _, ax = plt.subplots()
         s, v = self.scales, self.values
@@ -236,7 +236,7 @@ class DimensionEstimate:
         return ax
 
 
-def _fit(x: np.ndarray, y: np.ndarray, start: int, stop: int) -> tuple[float, float, float]:
+def scaling_fit(x: np.ndarray, y: np.ndarray, start: int, stop: int) -> tuple[float, float, float]:
     """Slope, intercept and an honest standard error on x[start:stop]."""
     xs, ys = x[start:stop], y[start:stop]
     b, a, se = _line(xs, ys)
@@ -254,7 +254,7 @@ def _fit(x: np.ndarray, y: np.ndarray, start: int, stop: int) -> tuple[float, fl
     return b, a, math.sqrt(se**2 + sys_err**2)
 
 
-def _resolve_manual_window(window: Any, scales: np.ndarray, func: str) -> tuple[int, int]:
+def resolve_scale_window(window: Any, scales: np.ndarray, func: str) -> tuple[int, int]:
     try:
         lo, hi = (float(v) for v in window)
     except (TypeError, ValueError):

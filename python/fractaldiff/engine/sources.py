@@ -299,7 +299,7 @@ def _open_path(path: str, name: str) -> Source:
             raise ValueError(f"{name}: cannot memory-map {path!r}: {exc}") from exc
         return ArraySource(mm, name)
     if os.path.isdir(path):
-        from . import store as _store
+        from ..io import store as _store
 
         if _store.is_store(path):
             return as_source(_store.open_store(path), name)
@@ -311,7 +311,7 @@ def _open_path(path: str, name: str) -> Source:
             except ImportError as exc:
                 raise ImportError(f"{name}: reading {path!r} needs zarr: pip install zarr") from exc
             return SlicedSource(zarr.open_array(path, mode="r"), name)
-        from .checkpoints import CheckpointFolder
+        from ..io.checkpoints import CheckpointFolder
 
         return SlicedSource(CheckpointFolder(path), name)
     raise ValueError(

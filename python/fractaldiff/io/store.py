@@ -580,7 +580,7 @@ def _row_checksum(row: np.ndarray, kind: str | None) -> int:
     """The 32-bit row checksum stored in commit records: ``"fd64"`` (the low 32 bits of
     fractaldiff's fd64 hash, computed in C++ at memory speed), or ``"crc32"`` (zlib)."""
     if kind == "fd64":
-        from . import _core
+        from .. import _core
 
         return int(_core.digest_row(np.ascontiguousarray(row), 1)[0]) & 0xFFFFFFFF
     if kind == "crc32":
@@ -1328,7 +1328,7 @@ class SnapshotStore:
         """Write the row at ``offset`` and compute (checksum, non-finite count) in one go: for
         large rows the write runs on a helper thread while the digest pass runs here (both
         release the GIL), so a checksum costs next to nothing."""
-        from . import _core
+        from .. import _core
 
         if row.nbytes < _OVERLAP_BYTES or self._checksum_kind == "crc32":
             digest, n_bad, _ = _core.digest_row(row, 1)
@@ -1422,7 +1422,7 @@ class SnapshotStore:
             # small rows: check, checksum and all three writes in one call without the GIL
             # (the Python-level sequence cost as much as the writes, and a background writer
             # thread paid it again in GIL hand-offs)
-            from . import _core
+            from .. import _core
 
             row_crc, n_bad, err, stage = _core.store_append(
                 self._fds["data"], row, t * self._row_bytes, self._fds["meta"], line,
@@ -1511,7 +1511,7 @@ class SnapshotStore:
         meta_begin = self._meta_ends[-1] if t else 0
         meta_end = meta_begin + len(line)
         if self._writer is None:  # it reserves file space ahead itself, off this thread
-            from . import _core
+            from .. import _core
 
             self._writer = _core.AppendWriter(self._fds["data"], self._fds["meta"],
                                               self._fds["commits"], self._checksum,
@@ -1812,7 +1812,7 @@ class PartsWriter:
     """
 
     def __init__(self, store: SnapshotStore, parts: list[np.ndarray]) -> None:
-        from . import _core
+        from .. import _core
 
         self.store = store
         self.parts = parts

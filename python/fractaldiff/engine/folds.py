@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .sources import Source, as_source, is_dask_array, iter_blocks, to_kernel_dtype
 
 __all__ = ["KernelStatus", "check_status", "kernel_error", "map_reduce", "prepare_input"]

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from ._folds import check_status, map_reduce, prepare_input
-from ._validation import (
+from .. import _core
+from ..engine.folds import check_status, map_reduce, prepare_input
+from .._validation import (
     check_device,
     check_fraction,
     check_int,
@@ -33,7 +33,7 @@ from ._validation import (
     check_n_threads,
     check_options,
 )
-from .dimension import DimensionEstimate, _fit, _resolve_manual_window, select_window
+from .windows import DimensionEstimate, scaling_fit, resolve_scale_window, select_window
 
 __all__ = ["box_counts", "box_counting_dimension", "chao1", "grid_offsets"]
 
@@ -45,7 +45,7 @@ DEFAULT_SCALES = 16
 _Q_LIMIT = 2.0**31
 
 
-def _splitmix64(z: np.ndarray) -> np.ndarray:
+def splitmix64(z: np.ndarray) -> np.ndarray:
     """SplitMix64 finalizer on uint64 arrays (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
         z = z + np.uint64(0x9E3779B97F4A7C15)
@@ -57,7 +57,7 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
 def _grid_seed(seed: int, grid: int) -> int:
     s = np.array([(seed * 0x2545F4914F6CDD1D + grid * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF],
                  dtype=np.uint64)
-    return int(_splitmix64(s)[0])
+    return int(splitmix64(s)[0])
 
 
 def key_seed(seed: int, grid: int) -> int:
@@ -86,7 +86,7 @@ def grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) ->
     numpy.ndarray of float64
     """
     d = np.asarray(columns, dtype=np.uint64)
-    h = _splitmix64(d ^ np.uint64(_grid_seed(seed, grid)))
+    h = splitmix64(d ^ np.uint64(_grid_seed(seed, grid)))
     u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53  # uniform on [0, 1)
     return u * float(coarsest)
 
@@ -151,7 +151,7 @@ def _grid_ids(X: Any, where: str, index: int, mins: np.ndarray, *, coarsest: flo
     same bits either way)."""
     ks = key_seed(seed, grid)
     if where == "cuda":
-        from ._gpu import gpu_box_ids
+        from ..engine.gpu import gpu_box_ids
 
         def origin(a: int, b: int) -> np.ndarray:
             return mins[a:b] - grid_offsets(np.arange(a, b), coarsest, seed, grid)
@@ -180,7 +180,7 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
         eps0 = _check_eps0(eps0)
     limit = check_memory_limit(opts.get("memory_limit"))
     progress = opts.get("progress")
-    from ._gpu import choose_device, gpu_column_ranges
+    from ..engine.gpu import choose_device, gpu_column_ranges
 
     where, index = choose_device(device, X, func)
     if where == "cuda":
@@ -477,16 +477,16 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
                 f"{min_coverage:g}{fill}, whose two halves' slopes agree within "
                 f"{100 * tolerance:g}%")
     else:
-        lo, hi = _resolve_manual_window(window, eps, func)
+        lo, hi = resolve_scale_window(window, eps, func)
         # indices in the reversed (increasing 1/eps) order
         start, stop = len(eps) - hi, len(eps) - lo
         rule = "manual"
-    dim, intercept, fit_err = _fit(x, y, start, stop)
-    raw_dim = _fit(x, np.log(np.maximum(raw, 1))[::-1], start, stop)[0]
+    dim, intercept, fit_err = scaling_fit(x, y, start, stop)
+    raw_dim = scaling_fit(x, np.log(np.maximum(raw, 1))[::-1], start, stop)[0]
     terms = {"fit": fit_err, "sampling": 2.0 * abs(dim - raw_dim), "grids": 0.0}
     g = counts.shape[0]
     if g > 1:
-        per_grid = [_fit(x, np.log(np.maximum(c, 1))[::-1], start, stop)[0]
+        per_grid = [scaling_fit(x, np.log(np.maximum(c, 1))[::-1], start, stop)[0]
                     for c in fitted_per_grid]
         terms["grids"] = math.sqrt(float(np.var(per_grid, ddof=1)) / g)
     stderr = math.sqrt(sum(v * v for v in terms.values()))

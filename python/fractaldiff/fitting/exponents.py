@@ -39,6 +39,16 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from .._plotting import axes
+from .._validation import (
+    as_real_array,
+    check_int_range,
+    check_positive,
+    check_probability,
+    format_number,
+    require_finite,
+)
+
 __all__ = [
     "Crossover",
     "DiffusionExponents",
@@ -74,76 +84,13 @@ class UncalibratedStderrWarning(UserWarning):
 # --------------------------------------------------------------------------- input checks
 
 
-def _as_real_array(value: Any, name: str, func: str) -> np.ndarray:
-    """``value`` as a float64 array, or TypeError naming ``name``."""
-    if value is None or isinstance(value, (str, bytes)):
-        raise TypeError(
-            f"{func}: {name} must be an array of real numbers, got {type(value).__name__}"
-        )
-    try:
-        arr = np.asarray(value)
-    except ValueError as exc:  # ragged nested sequences
-        raise ValueError(f"{func}: {name} is not a rectangular array ({exc})") from exc
-    if arr.dtype.kind == "O":
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"{func}: {name} must contain real numbers; its objects cannot be "
-                f"converted to float ({exc})"
-            ) from exc
-    elif arr.dtype.kind not in "iuf":
-        raise TypeError(f"{func}: {name} must be an array of real numbers, got dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float64)
-
-
-def _index_text(index: tuple[int, ...]) -> str:
-    return ", ".join(str(int(i)) for i in index)
-
-
-def _require_finite(arr: np.ndarray, name: str, func: str) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        index = tuple(np.argwhere(bad)[0])
-        raise ValueError(
-            f"{func}: {name} must be finite; {name}[{_index_text(index)}] = {arr[index]}"
-        )
-
-
-def _check_probability(value: Any, name: str, func: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{func}: {name} must be a number in (0, 1), got {value!r}") from exc
-    if not 0.0 < number < 1.0:
-        raise ValueError(f"{func}: {name} must be in (0, 1), got {value!r}")
-    return number
-
-
-def _check_positive(value: Any, name: str, func: str, *, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        kind = "an integer" if integer else "a number"
-        raise TypeError(f"{func}: {name} must be {kind} > 0, got {value!r}")
-    if integer and float(value) != int(value):
-        raise TypeError(f"{func}: {name} must be an integer, got {value!r}")
-    if not (math.isfinite(float(value)) and value > 0):
-        raise ValueError(f"{func}: {name} must be finite and > 0, got {value!r}")
-    return float(value)
-
-
-def _check_int_range(value: Any, name: str, func: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ValueError(f"{func}: {name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(value)
-
-
 def _validate_curve(t: Any, y: Any, func: str, *, allow_rows: bool = True):
     """Check t (1-D, increasing, > 0) and y (1-D, or 2-D rows of curves, > 0).
 
     Returns t, the row array of shape (n_rows, len(t)) and whether y had rows.
     """
-    t = _as_real_array(t, "t", func)
-    y = _as_real_array(y, "y", func)
+    t = as_real_array(t, "t", func)
+    y = as_real_array(y, "y", func)
     if t.ndim != 1:
         raise ValueError(f"{func}: t must be 1-D, got shape {t.shape}")
     allowed = (1, 2) if allow_rows else (1,)
@@ -160,8 +107,8 @@ def _validate_curve(t: Any, y: Any, func: str, *, allow_rows: bool = True):
             f"{func}: t has {t.size} points; a power-law fit with an error estimate needs "
             f"at least {MIN_FIT_POINTS}"
         )
-    _require_finite(t, "t", func)
-    _require_finite(y, "y", func)
+    require_finite(t, "t", func)
+    require_finite(y, "y", func)
     step = np.diff(t)
     if np.any(step <= 0):
         i = int(np.argmax(step <= 0)) + 1
@@ -311,13 +258,13 @@ def tamsd_covariance(lags: Any, n_snapshots: int, hurst: float = 0.5, *, n_dims:
         ``mean = n_dims * lags**(2*hurst)`` for the relative covariance.
     """
     func = "tamsd_covariance"
-    lag_values = _as_real_array(lags, "lags", func)
+    lag_values = as_real_array(lags, "lags", func)
     if lag_values.ndim != 1 or lag_values.size == 0:
         raise ValueError(
             f"{func}: lags must be a non-empty 1-D array, got shape {lag_values.shape}"
         )
-    _require_finite(lag_values, "lags", func)
-    n_snap = int(_check_positive(n_snapshots, "n_snapshots", func, integer=True))
+    require_finite(lag_values, "lags", func)
+    n_snap = int(check_positive(n_snapshots, "n_snapshots", func, integer=True))
     if np.any(lag_values != np.round(lag_values)):
         raise ValueError(f"{func}: lags must be whole numbers of snapshots")
     lag_int = lag_values.astype(np.int64)
@@ -328,7 +275,7 @@ def tamsd_covariance(lags: Any, n_snapshots: int, hurst: float = 0.5, *, n_dims:
         )
     if not 0.0 < float(hurst) < 1.0:
         raise ValueError(f"{func}: hurst must be in (0, 1), got {hurst!r}")
-    dims = _check_positive(n_dims, "n_dims", func)
+    dims = check_positive(n_dims, "n_dims", func)
     return dims * _tamsd_covariance_unit(lag_int, n_snap, float(hurst))
 
 
@@ -438,13 +385,13 @@ def _resolve_noise(
 ) -> _Noise:
     if curve_kind not in _CURVES:
         raise ValueError(f"{func}: curve must be one of {_CURVES}, got {curve_kind!r}")
-    spacing = _check_positive(snapshot_spacing, "snapshot_spacing", func)
+    spacing = check_positive(snapshot_spacing, "snapshot_spacing", func)
     n_snap = None
     if n_snapshots is not None:
-        n_snap = int(_check_positive(n_snapshots, "n_snapshots", func, integer=True))
+        n_snap = int(check_positive(n_snapshots, "n_snapshots", func, integer=True))
     dims = None
     if effective_dims is not None:
-        dims = _check_positive(effective_dims, "effective_dims", func)
+        dims = check_positive(effective_dims, "effective_dims", func)
     common = dict(
         t=t,
         curve=curve,
@@ -510,13 +457,13 @@ def _resolve_noise(
                     f"= {n_snap} allows at most {n_snap - 1}"
                 )
         return _Noise(cov, math.inf, **common)
-    matrix = _as_real_array(cov, "cov", func)
+    matrix = as_real_array(cov, "cov", func)
     if matrix.shape != (t.size, t.size):
         raise ValueError(
             f"{func}: cov must have shape (len(t), len(t)) = ({t.size}, {t.size}), got "
             f"{matrix.shape}"
         )
-    _require_finite(matrix, "cov", func)
+    require_finite(matrix, "cov", func)
     if not np.allclose(matrix, matrix.T, rtol=1e-8, atol=1e-14 * np.abs(matrix).max()):
         raise ValueError(f"{func}: cov must be symmetric")
     if np.any(np.diag(matrix) < 0):
@@ -664,30 +611,6 @@ def _weighted_r2(z: np.ndarray, fitted: np.ndarray, w: np.ndarray) -> float:
 # --------------------------------------------------------------------------- plotting
 
 
-def _pyplot():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "plot() needs matplotlib, an optional extra: pip install fractaldiff[plot]"
-        ) from exc
-    return plt
-
-
-def _axes(ax):
-    if ax is None:
-        _, ax = _pyplot().subplots()
-    else:
-        _pyplot()
-    return ax
-
-
-def _fmt(value: float) -> str:
-    if value is None or not math.isfinite(value):
-        return str(value)
-    return f"{value:.4g}"
-
-
 # --------------------------------------------------------------------------- results
 
 
@@ -759,10 +682,10 @@ class ExponentFit:
     def __repr__(self) -> str:
         level = f"{100 * self.confidence:g}%"
         return (
-            f"ExponentFit(exponent={_fmt(self.exponent)} ± {_fmt(self.stderr)} "
-            f"[{level} CI {_fmt(self.ci[0])}, {_fmt(self.ci[1])}], "
-            f"prefactor={_fmt(self.prefactor)}, r2={self.r2:.4f}, "
-            f"window=({_fmt(self.window[0])}, {_fmt(self.window[1])}), "
+            f"ExponentFit(exponent={format_number(self.exponent)} ± {format_number(self.stderr)} "
+            f"[{level} CI {format_number(self.ci[0])}, {format_number(self.ci[1])}], "
+            f"prefactor={format_number(self.prefactor)}, r2={self.r2:.4f}, "
+            f"window=({format_number(self.window[0])}, {format_number(self.window[1])}), "
             f"n_points={self.n_points}, method={self.method!r}, "
             f"stderr_source={self.stderr_source!r})"
         )
@@ -781,7 +704,7 @@ class ExponentFit:
         -------
         matplotlib Axes
         """
-        ax = _axes(ax)
+        ax = axes(ax)
         if show_data:
             ax.plot(self.t_data, self.y_data, color="0.7", lw=1, label="data")
         ax.plot(self.t, self.y, "o", ms=4, color="C0", label="fitted points")
@@ -791,7 +714,7 @@ class ExponentFit:
             self.predict(grid),
             color="C3",
             lw=2,
-            label=f"slope {_fmt(self.exponent)} ± {_fmt(self.stderr)}",
+            label=f"slope {format_number(self.exponent)} ± {format_number(self.stderr)}",
         )
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -826,8 +749,8 @@ class Regime:
 
     def __repr__(self) -> str:
         return (
-            f"Regime(t=({_fmt(self.window[0])}, {_fmt(self.window[1])}), "
-            f"exponent={_fmt(self.exponent)} ± {_fmt(self.stderr)})"
+            f"Regime(t=({format_number(self.window[0])}, {format_number(self.window[1])}), "
+            f"exponent={format_number(self.exponent)} ± {format_number(self.stderr)})"
         )
 
 
@@ -886,7 +809,7 @@ class Crossover:
 
     def __repr__(self) -> str:
         parts = ", ".join(repr(r) for r in self.regimes)
-        breaks = ", ".join(_fmt(b) for b in self.breakpoints)
+        breaks = ", ".join(format_number(b) for b in self.breakpoints)
         return f"Crossover(breakpoints=({breaks}), regimes=[{parts}], r2={self.r2:.4f})"
 
     def plot(self, ax=None, *, show_data: bool = True):
@@ -901,7 +824,7 @@ class Crossover:
         -------
         matplotlib Axes
         """
-        ax = _axes(ax)
+        ax = axes(ax)
         if show_data:
             ax.plot(self.t_data, self.y_data, color="0.7", lw=1, label="data")
         ax.plot(self.t, self.y, "o", ms=3, color="C0", label="fitted points")
@@ -912,7 +835,7 @@ class Crossover:
                 regime.prefactor * grid**regime.exponent,
                 lw=2,
                 color=f"C{(k + 1) % 10}",
-                label=f"slope {_fmt(regime.exponent)} ± {_fmt(regime.stderr)}",
+                label=f"slope {format_number(regime.exponent)} ± {format_number(regime.stderr)}",
             )
         for b in self.breakpoints:
             ax.axvline(b, color="0.4", ls="--", lw=1)
@@ -948,8 +871,8 @@ class LocalSlope:
 
     def __repr__(self) -> str:
         return (
-            f"LocalSlope(n={self.t.size}, t=({_fmt(self.t[0])}..{_fmt(self.t[-1])}), "
-            f"slope=({_fmt(float(self.slope.min()))}..{_fmt(float(self.slope.max()))}), "
+            f"LocalSlope(n={self.t.size}, t=({format_number(self.t[0])}..{format_number(self.t[-1])}), "
+            f"slope=({format_number(float(self.slope.min()))}..{format_number(float(self.slope.max()))}), "
             f"bandwidth={self.bandwidth:g} decades)"
         )
 
@@ -966,7 +889,7 @@ class LocalSlope:
         -------
         matplotlib Axes
         """
-        ax = _axes(ax)
+        ax = axes(ax)
         ax.plot(self.t, self.slope, color="C0", label="local slope")
         if self.stderr is not None:
             ax.fill_between(
@@ -1151,7 +1074,7 @@ def _combine(rows: np.ndarray, combine_rows: str, func: str) -> np.ndarray:
 
 
 def _check_points_per_decade(value: Any, func: str) -> float:
-    ppd = _check_positive(value, "points_per_decade", func)
+    ppd = check_positive(value, "points_per_decade", func)
     if ppd < 2:
         raise ValueError(f"{func}: points_per_decade must be >= 2, got {value!r}")
     return ppd
@@ -1346,11 +1269,11 @@ def fit_exponent(
     t_arr, rows, is_rows = _validate_curve(t, y, func)
     if method not in ("ols", "gls"):
         raise ValueError(f"{func}: method must be 'ols' or 'gls', got {method!r}")
-    confidence = _check_probability(confidence, "confidence", func)
+    confidence = check_probability(confidence, "confidence", func)
     ppd = _check_points_per_decade(points_per_decade, func)
-    fraction = _check_probability(max_lag_fraction, "max_lag_fraction", func)
-    max_breaks = _check_int_range(max_breaks, "max_breaks", func, 0, 3)
-    min_change = _check_positive(min_exponent_change, "min_exponent_change", func)
+    fraction = check_probability(max_lag_fraction, "max_lag_fraction", func)
+    max_breaks = check_int_range(max_breaks, "max_breaks", func, 0, 3)
+    min_change = check_positive(min_exponent_change, "min_exponent_change", func)
     curve_values = _combine(rows, combine_rows, func)
     noise = _resolve_noise(
         func,
@@ -1517,20 +1440,20 @@ def crossover(
     """
     func = "crossover"
     t_arr, rows, is_rows = _validate_curve(t, y, func)
-    confidence = _check_probability(confidence, "confidence", func)
+    confidence = check_probability(confidence, "confidence", func)
     ppd = _check_points_per_decade(points_per_decade, func)
-    min_width = _check_positive(min_regime_decades, "min_regime_decades", func)
-    min_change = _check_positive(min_exponent_change, "min_exponent_change", func)
+    min_width = check_positive(min_regime_decades, "min_regime_decades", func)
+    min_change = check_positive(min_exponent_change, "min_exponent_change", func)
     if isinstance(n_breaks, str) and n_breaks == "auto":
         fixed = None
     else:
         try:
-            fixed = _check_int_range(n_breaks, "n_breaks", func, 0, 3)
+            fixed = check_int_range(n_breaks, "n_breaks", func, 0, 3)
         except ValueError:
             raise ValueError(
                 f"{func}: n_breaks must be an integer in [0, 3] or 'auto', got {n_breaks!r}"
             ) from None
-    max_breaks = _check_int_range(max_breaks, "max_breaks", func, 0, 3)
+    max_breaks = check_int_range(max_breaks, "max_breaks", func, 0, 3)
     curve_values, noise = _curve_and_empirical_noise(func, t_arr, rows, is_rows, cov,
                                                      combine_rows)
     lo, hi = _resolve_window(window, t_arr, func)
@@ -1635,7 +1558,7 @@ def local_slope(
     """
     func = "local_slope"
     t_arr, rows, is_rows = _validate_curve(t, y, func)
-    h = _check_positive(bandwidth, "bandwidth", func)
+    h = check_positive(bandwidth, "bandwidth", func)
     ppd = _check_points_per_decade(points_per_decade, func)
     curve_values, noise = _curve_and_empirical_noise(func, t_arr, rows, is_rows, cov,
                                                      combine_rows)
@@ -1645,8 +1568,8 @@ def local_slope(
     if at is None:
         t_eval = t_arr[_log_even_subset(t_arr, np.ones(t_arr.size, dtype=bool), ppd)]
     else:
-        t_eval = _as_real_array(at, "at", func).ravel()
-        _require_finite(t_eval, "at", func)
+        t_eval = as_real_array(at, "at", func).ravel()
+        require_finite(t_eval, "at", func)
         if t_eval.size == 0:
             raise ValueError(f"{func}: at must not be empty")
         if t_eval.min() < t_arr[0] * (1 - 1e-12) or t_eval.max() > t_arr[-1] * (1 + 1e-12):
@@ -1727,7 +1650,7 @@ class DiffusionExponents:
         func = "DiffusionExponents.from_msd_exponent"
         value = _finite_number(value, "value", func)
         stderr = _stderr_number(stderr, "stderr", func)
-        return cls(value, stderr, _check_probability(confidence, "confidence", func))
+        return cls(value, stderr, check_probability(confidence, "confidence", func))
 
     @classmethod
     def from_displacement_exponent(
@@ -1737,16 +1660,16 @@ class DiffusionExponents:
         func = "DiffusionExponents.from_displacement_exponent"
         value = _finite_number(value, "value", func)
         stderr = _stderr_number(stderr, "stderr", func)
-        return cls(2.0 * value, 2.0 * stderr, _check_probability(confidence, "confidence", func))
+        return cls(2.0 * value, 2.0 * stderr, check_probability(confidence, "confidence", func))
 
     @classmethod
     def from_walk_dimension(cls, value: float, stderr: float = 0.0, *, confidence: float = 0.95):
         """From d_walk (> 0); se(beta) = 2 se(d_walk) / d_walk^2 (delta method)."""
         func = "DiffusionExponents.from_walk_dimension"
-        value = _check_positive(value, "value", func)
+        value = check_positive(value, "value", func)
         stderr = _stderr_number(stderr, "stderr", func)
         return cls(
-            2.0 / value, 2.0 * stderr / value**2, _check_probability(confidence, "confidence", func)
+            2.0 / value, 2.0 * stderr / value**2, check_probability(confidence, "confidence", func)
         )
 
     # -- the three names
@@ -1816,10 +1739,10 @@ class DiffusionExponents:
 
     def __repr__(self) -> str:
         return (
-            f"DiffusionExponents(msd_exponent={_fmt(self.msd_exponent)} ± "
-            f"{_fmt(self.msd_exponent_stderr)}, displacement_exponent="
-            f"{_fmt(self.displacement_exponent)} ± {_fmt(self.displacement_exponent_stderr)}, "
-            f"walk_dimension={_fmt(self.walk_dimension)} ± {_fmt(self.walk_dimension_stderr)}, "
+            f"DiffusionExponents(msd_exponent={format_number(self.msd_exponent)} ± "
+            f"{format_number(self.msd_exponent_stderr)}, displacement_exponent="
+            f"{format_number(self.displacement_exponent)} ± {format_number(self.displacement_exponent_stderr)}, "
+            f"walk_dimension={format_number(self.walk_dimension)} ± {format_number(self.walk_dimension_stderr)}, "
             f"{self.diffusion_type}, source={self.source!r})"
         )
 

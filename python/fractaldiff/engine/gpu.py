@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .. import _core
 
 __all__ = [
     "DeviceMatrix",
@@ -275,7 +275,7 @@ class GpuAccumulator:
     run on a CUDA device; :meth:`flush` adds the device sums into it."""
 
     def __init__(self, acc, device: int, memory_limit: int) -> None:
-        from .diffusion import DisplacementAccumulator, LagsAccumulator, MSDAccumulator
+        from .accumulators import DisplacementAccumulator, LagsAccumulator, MSDAccumulator
 
         self.acc = acc
         if isinstance(acc, MSDAccumulator):
@@ -356,7 +356,7 @@ def gpu_column_ranges(X: Any, device: int, limit: int, progress: Any, func: str,
     Device arrays are reduced on the GPU (``_core.cuda_box_minmax``); host sources by the CPU
     kernel while they are read (the GPU would only add a copy).
     """
-    from ._folds import kernel_error
+    from .folds import kernel_error
 
     t, d, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, "box counting")
     mins, maxs = np.empty(d), np.empty(d)
@@ -381,7 +381,7 @@ def gpu_box_ids(X: Any, device: int, limit: int, progress: Any, func: str, *, n_
 
     ``origin(a, b)`` gives the float64 origins of columns a..b-1.
     """
-    from ._folds import kernel_error
+    from .folds import kernel_error
 
     t, _, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, "box counting")
     fold = _core.GpuFold("box_ids", device, t, memory_limit=limit)
@@ -405,7 +405,7 @@ def gpu_gram(X: Any, device: int, limit: int, progress: Any, func: str) -> np.nd
 
     Device memory: the (T, T) result plus staging and partial sums within ``limit`` bytes.
     """
-    from ._folds import kernel_error
+    from .folds import kernel_error
 
     t, _, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, func)
     fold = _core.GpuFold("gram", device, t, memory_limit=limit)
