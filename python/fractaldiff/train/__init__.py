@@ -32,6 +32,8 @@ _EXPORTS = {
     "load_idx": "data",
     "load_dataset": "data",
     "mlp": "models",
+    "train_ensemble": "ensemble",
+    "EnsembleResult": "ensemble",
     "sweep": "sweeps",
     "SweepResult": "sweeps",
     "MultipleTauMSD": "online",
@@ -43,7 +45,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-_NEEDS_TORCH = {"recorder", "loop", "models", "sweeps"}
+_NEEDS_TORCH = {"recorder", "loop", "models", "sweeps", "ensemble"}
 
 
 def __getattr__(name: str) -> Any:
