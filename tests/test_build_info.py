@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import fractaldiff as fd
@@ -64,26 +63,3 @@ def test_simd_env_override():
 def test_cli_info(capsys):
     assert main(["info"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == fd.__version__
-
-
-def test_cli_run_demo(capsys):
-    assert main(["run", "--snapshots", "256", "--params", "300", "--seed", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "msd_exponent beta = " in out
-    beta = float(out.split("msd_exponent beta = ")[1].split()[0])
-    assert abs(beta - 1.0) < 0.1
-
-
-def test_cli_bad_arguments(capsys):
-    assert main(["run", "--snapshots", "1"]) == 2
-    assert "n_snapshots must be >= 2" in capsys.readouterr().err
-    assert main(["run", "config.toml"]) == 2
-
-
-def test_demo_random_walk_is_weight_like():
-    from fractaldiff.demo import random_walk
-
-    X = random_walk(100, 7, step=1e-3, seed=3)
-    assert X.shape == (100, 7) and X.dtype == np.float32
-    steps = np.diff(X.astype(np.float64), axis=0)
-    assert 5e-4 < steps.std() < 2e-3

@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-__all__ = ["mlp"]
+__all__ = ["char_transformer", "cnn", "mlp"]
 
 
 def mlp(
@@ -68,3 +68,92 @@ def mlp(
         return build()
     finally:
         torch.random.set_rng_state(state)
+
+
+def _seeded(build, seed):
+    if seed is None:
+        return build()
+    state = torch.random.get_rng_state()  # leave the global RNG as it was
+    try:
+        torch.manual_seed(int(seed))
+        return build()
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def cnn(
+    image_shape: tuple[int, int] = (8, 8),
+    out_features: int = 10,
+    *,
+    channels: tuple[int, int] = (8, 16),
+    seed: int | None = None,
+) -> nn.Sequential:
+    """A small convolutional classifier for flattened grey images (e.g. 8x8 digits).
+
+    ``unflatten -> conv3x3(1, c1) -> ReLU -> conv3x3(c1, c2) -> ReLU -> maxpool2 -> flatten ->
+    Linear``; inputs are ``(batch, H*W)`` rows as in :func:`~fractaldiff.train.digits`.
+    Modules: ``unflatten, conv1, relu1, conv2, relu2, pool, flatten, out``.
+    """
+    h, w = (int(v) for v in image_shape)
+    c1, c2 = (int(v) for v in channels)
+    for name, v in (("image height", h), ("image width", w), ("channels[0]", c1),
+                    ("channels[1]", c2), ("out_features", out_features)):
+        if v < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+
+    def build() -> nn.Sequential:
+        return nn.Sequential(OrderedDict([
+            ("unflatten", nn.Unflatten(1, (1, h, w))),
+            ("conv1", nn.Conv2d(1, c1, 3, padding=1)),
+            ("relu1", nn.ReLU()),
+            ("conv2", nn.Conv2d(c1, c2, 3, padding=1)),
+            ("relu2", nn.ReLU()),
+            ("pool", nn.MaxPool2d(2)),
+            ("flatten", nn.Flatten()),
+            ("out", nn.Linear(c2 * (h // 2) * (w // 2), int(out_features))),
+        ]))
+
+    return _seeded(build, seed)
+
+
+class CharTransformer(nn.Module):
+    """A small causal (GPT-style) character language model: ``forward(x) -> logits``.
+
+    ``x``: token ids ``(batch, seq)`` (integer, or float holding integers); logits
+    ``(batch, seq, vocab_size)``. Learned token and position embeddings, ``n_layers`` pre-norm
+    blocks of causal multi-head self-attention and a GELU MLP, a final LayerNorm and an
+    untied output layer.
+    """
+
+    def __init__(self, vocab_size: int, *, d_model: int = 64, n_heads: int = 4,
+                 n_layers: int = 2, max_len: int = 128) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.max_len = int(max_len)
+        self.tok = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Embedding(max_len, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=4 * d_model,
+                                           dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, vocab_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.long()
+        seq = x.shape[1]
+        if seq > self.max_len:
+            raise ValueError(f"sequence length {seq} > max_len {self.max_len}")
+        h = self.tok(x) + self.pos(torch.arange(seq, device=x.device))
+        mask = torch.triu(torch.full((seq, seq), float("-inf"), device=x.device), diagonal=1)
+        h = self.blocks(h, mask=mask, is_causal=True)
+        return self.out(self.norm(h))
+
+
+def char_transformer(vocab_size: int = 97, *, d_model: int = 64, n_heads: int = 4,
+                     n_layers: int = 2, max_len: int = 128,
+                     seed: int | None = None) -> CharTransformer:
+    """A :class:`CharTransformer` initialized from ``seed`` (global RNG restored)."""
+    return _seeded(lambda: CharTransformer(vocab_size, d_model=d_model, n_heads=n_heads,
+                                           n_layers=n_layers, max_len=max_len), seed)
