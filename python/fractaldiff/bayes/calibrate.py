@@ -1,0 +1,215 @@
+"""SGLD step-size calibration for the LLC: :func:`calibrate_llc`."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ._engine import LLCWarning, Potential, check_count, check_pos, run_sgld, summarize
+from .llc import DEFAULTS, check_common, init_losses, setup
+
+__all__ = ["LLCCalibration", "calibrate_llc", "calibrate_with_potential"]
+
+#: Default step-size grid: half decades from 1e-7 to 1e-2.
+DEFAULT_STEP_SIZES = tuple(float(v) for v in 10.0 ** np.arange(-7.0, -1.99, 0.5))
+
+
+@dataclass(repr=False)
+class LLCCalibration:
+    """Result of a step-size sweep.
+
+    Attributes
+    ----------
+    step_size : float
+        The chosen ε: the largest *stable* step (no diverged chain, converged traces, mean
+        MALA acceptance >= ``acceptance_target``, λ̂ > 0) whose λ̂ agrees with the next smaller
+        stable step's (within 3 combined standard errors or ``rtol``): past that point the
+        discretization bias 1 / (1 - εκ/4) shows.
+    nbeta, localization : float
+        The nβ and γ the choice is for (the first of each sweep).
+    table : list of dict
+        One row per (step_size, nbeta, localization): llc, stderr, acceptance, diverged,
+        converged, stable, flags.
+    ok : bool
+        False when no step size was stable (``step_size`` is then the smallest one tried).
+    """
+
+    step_size: float
+    nbeta: float
+    localization: float
+    table: list[dict[str, Any]]
+    ok: bool
+
+    def plot(self, ax: Any = None) -> Any:
+        """λ̂ ± stderr and acceptance against ε (log axis); the choice marked."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3.5))
+        combos = sorted({(r["nbeta"], r["localization"]) for r in self.table})
+        for nb, gm in combos:
+            rows = [r for r in self.table if r["nbeta"] == nb and r["localization"] == gm]
+            eps = np.array([r["step_size"] for r in rows])
+            lam = np.array([r["llc"] for r in rows])
+            se = np.array([r["stderr"] for r in rows])
+            ax.errorbar(eps, lam, yerr=se, marker="o", ms=3, capsize=2,
+                        label=f"nβ={nb:.3g}, γ={gm:.3g}")
+        ax.axvline(self.step_size, color="k", ls="--", lw=1, label=f"chosen ε={self.step_size:.2g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("step size ε")
+        ax.set_ylabel("λ̂")
+        ax.legend(fontsize="small")
+        return ax
+
+    def __repr__(self) -> str:
+        lines = [f"LLCCalibration(step_size={self.step_size:.3g}, nβ={self.nbeta:.4g}, "
+                 f"γ={self.localization:.3g}, ok={self.ok})",
+                 f"{'eps':>9} {'nbeta':>8} {'gamma':>7} {'llc':>10} {'stderr':>8} "
+                 f"{'accept':>6} stable"]
+        for r in self.table:
+            lines.append(
+                f"{r['step_size']:9.2g} {r['nbeta']:8.4g} {r['localization']:7.3g} "
+                f"{r['llc']:10.4g} {r['stderr']:8.2g} {r['acceptance']:6.2f} "
+                f"{'yes' if r['stable'] else 'no: ' + ','.join(r['flags'])}"
+            )
+        return "\n".join(lines)
+
+
+def calibrate_with_potential(
+    pot: Potential, w0: torch.Tensor, init: float, *, nbeta: float | list[float],
+    localization: float | list[float], batch: int | None, seed: int | None,
+    n_chains: int = 4, n_draws: int = 300, n_burnin: int = 100,
+    step_sizes: Any = None, acceptance_target: float = 0.9, rtol: float = 0.05,
+    progress: bool = False, mala_every: int = 5,
+) -> LLCCalibration:
+    """The sweep behind :func:`calibrate_llc`, on an already built potential."""
+    eps_list = sorted(float(e) for e in (step_sizes if step_sizes is not None
+                                         else DEFAULT_STEP_SIZES))
+    nbs = [float(v) for v in np.atleast_1d(nbeta)]
+    gms = [float(v) for v in np.atleast_1d(localization)]
+    combos = list(itertools.product(eps_list, nbs, gms))
+    C = len(combos) * n_chains
+    rep = lambda k: torch.tensor([c[k] for c in combos for _ in range(n_chains)],  # noqa: E731
+                                 dtype=torch.float64)
+    centers = w0[None].expand(C, -1).contiguous()
+    run = run_sgld(pot, centers, nbeta=rep(1), gamma=rep(2), eps=rep(0), n_steps=n_draws,
+                   batch_size=batch, seed=seed, mala_every=mala_every, progress=progress,
+                   desc="calibrate_llc")
+    table = []
+    for i, (e, nb, gm) in enumerate(combos):
+        sl = slice(i * n_chains, (i + 1) * n_chains)
+        s = summarize(run.trace[sl], init, nb, n_burnin, run.acceptance[sl], pot.n_params,
+                      acceptance_floor=acceptance_target)
+        acc = float(np.nanmean(s.acceptance)) if np.isfinite(s.acceptance).any() else float("nan")
+        flags = [k for k, v in s.flags.items() if v and k != "chains_disagree"]
+        stable = (not flags) and math.isfinite(s.mean) and s.mean > 0
+        table.append(dict(step_size=e, nbeta=nb, localization=gm, llc=s.mean,
+                          stderr=s.stderr, acceptance=acc, diverged=bool(s.diverged.any()),
+                          converged=not s.flags["not_converged"], stable=stable, flags=flags))
+    nb0, gm0 = nbs[0], gms[0]
+    rows = [r for r in table if r["nbeta"] == nb0 and r["localization"] == gm0]
+    stable = [r for r in rows if r["stable"]]
+    if not stable:
+        chosen, ok = rows[0]["step_size"], False
+    else:
+        chosen, ok = stable[0]["step_size"], True
+        for prev, cur in zip(stable, stable[1:]):
+            tol = max(3.0 * math.hypot(prev["stderr"], cur["stderr"]), rtol * abs(prev["llc"]))
+            if abs(cur["llc"] - prev["llc"]) <= tol:
+                chosen = cur["step_size"]
+            else:
+                break
+    return LLCCalibration(chosen, nb0, gm0, table, ok)
+
+
+def calibrate_llc(
+    model_or_loss_fn: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    data_or_w0: Any = None,
+    *,
+    step_sizes: Any = None,
+    nbeta: float | list[float] | None = None,
+    localization: float | list[float] = DEFAULTS["localization"],
+    n: int | None = None,
+    loss: str | Callable = "cross_entropy",
+    n_chains: int = 4,
+    n_draws: int = 300,
+    n_burnin: int = 100,
+    batch_size: int | None = None,
+    acceptance_target: float = 0.9,
+    rtol: float = 0.05,
+    seed: int | None = 0,
+    device: Any = None,
+    progress: bool = False,
+) -> LLCCalibration:
+    """Choose the SGLD step size ε for :func:`estimate_llc` by a batched sweep.
+
+    Every (ε, nβ, γ) combination gets ``n_chains`` short chains, and **all of them run as one
+    vmapped computation**. A combination is *stable* when no chain diverged, the trace
+    converged (first vs second half of the kept draws), the mean MALA acceptance is at least
+    ``acceptance_target`` and λ̂ > 0. The choice is the largest stable ε whose λ̂ still agrees
+    with the next smaller stable ε's (within 3 combined standard errors or ``rtol``), for the
+    first nβ and γ given: too small a step does not converge in the draws given, too large a
+    step inflates λ̂ (for a quadratic by 1 / (1 - εκ/4), κ = nβ a + γ) or diverges.
+
+    Parameters
+    ----------
+    model_or_loss_fn, data_or_w0, n, loss, batch_size, seed, device, progress
+        As for :func:`estimate_llc`.
+    step_sizes : sequence of float, optional
+        ε values to try (default half decades 1e-7 ... 1e-2).
+    nbeta : float or sequence of float, optional
+        nβ value(s) to sweep (default n / log n).
+    localization : float or sequence of float, default 1.0
+        γ value(s) to sweep.
+    n_chains : int, default 4
+        Chains per combination.
+    n_draws, n_burnin : int, default 300, 100
+        Steps per chain (burn-in included) and burn-in.
+    acceptance_target : float, default 0.9
+        Minimum mean MALA acceptance probability (measured every 5 steps).
+    rtol : float, default 0.05
+        Relative agreement between neighbouring step sizes.
+
+    Returns
+    -------
+    LLCCalibration
+        ``.step_size``, ``.table``, ``.plot()``.
+    """
+    func = "calibrate_llc"
+    n_chains, n_draws, n_burnin, _, _ = check_common(
+        func, n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin, localization=0.0,
+        mala_every=1)
+    if step_sizes is not None:
+        step_sizes = [check_pos(e, "step_sizes", func) for e in np.atleast_1d(step_sizes)]
+        if not step_sizes:
+            raise ValueError(f"{func}: step_sizes is empty")
+    gms = [float(g) for g in np.atleast_1d(localization)]
+    for g in gms:
+        if not (math.isfinite(g) and g >= 0):
+            raise ValueError(f"{func}: localization must be finite and >= 0, got {g!r}")
+    if not 0.0 <= float(acceptance_target) < 1.0:
+        raise ValueError(f"{func}: acceptance_target must be in [0, 1), got {acceptance_target!r}")
+    nb_first = None if nbeta is None else float(np.atleast_1d(nbeta)[0])
+    pot, w0, _, nb, batch = setup(func, model_or_loss_fn, data_or_w0, n=n, loss=loss,
+                                  nbeta=nb_first, batch_size=batch_size, device=device)
+    try:
+        nbs = [nb] if nbeta is None else [check_pos(v, "nbeta", func)
+                                          for v in np.atleast_1d(nbeta)]
+        init = float(init_losses(pot, w0[None], func)[0])
+        cal = calibrate_with_potential(
+            pot, w0, init, nbeta=nbs, localization=gms, batch=batch, seed=seed,
+            n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin, step_sizes=step_sizes,
+            acceptance_target=float(acceptance_target), rtol=rtol, progress=progress)
+    finally:
+        pot.cleanup()
+    if not cal.ok:
+        warnings.warn(f"{func}: no step size was stable (converged, no divergence, acceptance "
+                      f">= {acceptance_target}); using the smallest, {cal.step_size:.3g}. Try "
+                      "more draws or other step_sizes", LLCWarning, stacklevel=2)
+    return cal
