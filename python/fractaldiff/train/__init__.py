@@ -32,6 +32,7 @@ _EXPORTS = {
     "load_idx": "data",
     "load_dataset": "data",
     "mlp": "models",
+    "load_snapshot": "snapshots",
     "train_ensemble": "ensemble",
     "EnsembleResult": "ensemble",
     "sweep": "sweeps",
