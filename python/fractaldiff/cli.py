@@ -32,6 +32,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = run_pipeline(cfg, out, jobs=args.jobs, resume=args.resume, force=args.force,
                         progress=not args.no_progress)
     print(path)
+    failed = json.loads((path.parent / "results.json").read_text(encoding="utf-8"))["errors"]
+    if failed:
+        print(f"fractaldiff run: {len(failed)} run(s) failed (shown in the report; rerun the "
+              f"same command to retry them): {', '.join(sorted(failed))}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -43,7 +43,7 @@ max_points_dimension = 600   # snapshots used for the box-counting / correlation
 enabled = true
 n_points = 4           # snapshots of the late window where lambda-hat is estimated and averaged
 n_chains = 2
-n_draws = 100
+n_draws = 150          # SGLD steps per chain, burn-in included
 n_burnin = 50
 step_size = 1e-4
 localization = 100.0
@@ -114,7 +114,7 @@ toy_check = true
 #: What ``--quick`` changes (about a minute on 2 cores).
 QUICK: dict[str, dict[str, Any]] = {
     "analysis": {"max_points_dimension": 200},
-    "llc": {"n_points": 2, "n_chains": 2, "n_draws": 30, "n_burnin": 10},
+    "llc": {"n_points": 2, "n_chains": 2, "n_draws": 40, "n_burnin": 10},
     "moons": {"n_models": 4, "steps": 400},
     "digits": {"sgd_lrs": [0.05], "adam_lrs": [0.003], "batch_sizes": [64], "steps": 400},
     "cnn": {"pretrain_steps": 150, "finetune_steps": 200},

@@ -78,16 +78,23 @@ def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int
     x, y = data
     xt = torch.as_tensor(x)
     per, per_se, at = [], [], []
+    notes: list[str] = []
+    healthy: list[bool] = []
     for j, i in enumerate(indices):
         set_flat_params(model, W[i])
         _refresh_batchnorm(model, xt if xt.dtype.is_floating_point else xt)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             res = estimate_llc(model, (x, y), loss=loss, n_chains=cfg["n_chains"],
                                n_draws=cfg["n_draws"], n_burnin=cfg["n_burnin"],
                                step_size=cfg["step_size"], localization=cfg["localization"],
                                batch_size=min(cfg["batch_size"], len(x)), seed=seed + j,
                                progress=False)
+        for w in caught:
+            msg = str(w.message)
+            if msg not in notes:
+                notes.append(msg)
+        healthy.append(bool(getattr(res, "healthy", True)))
         per.append(float(res.mean))
         per_se.append(float(res.stderr))
         at.append(int(steps[i]) if steps is not None else int(i))
@@ -98,6 +105,6 @@ def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int
     stderr = math.hypot(sem, est_se)
     return {"available": True, "mean": mean, "stderr": stderr, "per_snapshot": per,
             "per_snapshot_stderr": per_se, "steps": at, "final": per[-1],
-            "final_stderr": per_se[-1],
+            "final_stderr": per_se[-1], "healthy": healthy, "warnings": notes[:10],
             "settings": {k: cfg[k] for k in ("n_chains", "n_draws", "n_burnin", "step_size",
                                              "localization", "batch_size")}}

@@ -116,6 +116,36 @@ def cnn(
     return _seeded(build, seed)
 
 
+class _Block(nn.Module):
+    """Pre-norm transformer block: causal multi-head self-attention, then a GELU MLP.
+
+    Written with plain tensor ops (no fused kernels), so that it works under
+    ``torch.func.vmap`` / ``functional_call`` (the SGLD chains of the LLC estimator).
+    """
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.fc = nn.Linear(d_model, 4 * d_model)
+        self.fc_out = nn.Linear(4 * d_model, d_model)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = h.shape
+        q, k, v = self.qkv(self.ln1(h)).split(d, dim=-1)
+        hd = d // self.n_heads
+        q = q.reshape(b, t, self.n_heads, hd).transpose(1, 2)
+        k = k.reshape(b, t, self.n_heads, hd).transpose(1, 2)
+        v = v.reshape(b, t, self.n_heads, hd).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (hd ** -0.5) + mask
+        y = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, t, d)
+        h = h + self.proj(y)
+        return h + self.fc_out(nn.functional.gelu(self.fc(self.ln2(h))))
+
+
 class CharTransformer(nn.Module):
     """A small causal (GPT-style) character language model: ``forward(x) -> logits``.
 
@@ -133,10 +163,7 @@ class CharTransformer(nn.Module):
         self.max_len = int(max_len)
         self.tok = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=4 * d_model,
-                                           dropout=0.0, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(_Block(d_model, n_heads) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, vocab_size)
 
@@ -147,7 +174,8 @@ class CharTransformer(nn.Module):
             raise ValueError(f"sequence length {seq} > max_len {self.max_len}")
         h = self.tok(x) + self.pos(torch.arange(seq, device=x.device))
         mask = torch.triu(torch.full((seq, seq), float("-inf"), device=x.device), diagonal=1)
-        h = self.blocks(h, mask=mask, is_causal=True)
+        for blk in self.blocks:
+            h = blk(h, mask)
         return self.out(self.norm(h))
 
 
