@@ -292,8 +292,9 @@ def test_repr_is_readable():
     t = np.arange(1.0, 100.0)
     fit = fit_exponent(t, 3 * t**0.5, cov="independent")
     text = repr(fit)
-    assert text.startswith("ExponentFit(exponent=0.5")
+    assert text.startswith("ExponentFit(msd_exponent=0.5")
     assert "95% CI" in text and "window=(1, 99)" in text and "method='ols'" in text
+    assert "the only regime" in text and "auto:" in text  # the window and why
     assert isinstance(fit, ExponentFit)
     with pytest.raises(AttributeError):
         fit.exponent = 1.0  # frozen
@@ -499,9 +500,20 @@ def test_plots_draw(monkeypatch):
     y = _two_regime(t, 100.0, 1.5, 0.5)
     fit = fit_exponent(t, y, cov="independent")
     ax = fit.plot()
-    assert len(ax.lines) == 3 and ax.get_xscale() == "log"
+    # data, fitted points, line, Brownian reference; axes say what the curve is
+    assert len(ax.lines) == 4 and ax.get_xscale() == "log"
+    assert ax.get_ylabel() == "MSD(τ)" and "lag" in ax.get_xlabel()
+    assert "regime" in ax.get_title() or "auto" in ax.get_title()
+    brownian = [line for line in ax.lines if "Brownian" in str(line.get_label())]
+    assert "slope 1" in brownian[0].get_label()
+    ax = fit_exponent(t, y, cov="independent", curve="displacement").plot()
+    assert ax.get_ylabel().startswith("R(t)")
+    brownian = [line for line in ax.lines if "Brownian" in str(line.get_label())]
+    assert "slope 0.5" in brownian[0].get_label()
     ax = crossover(t, y).plot()
     assert len(ax.lines) >= 4
+    ax = crossover(t, y, curve="displacement").plot()
+    assert ax.get_ylabel().startswith("R(t)")
     ax = local_slope(t, y).plot()
     assert ax.get_ylabel().startswith("d log y")
     plt.close("all")
@@ -560,7 +572,7 @@ Y_OK = T_OK**0.5
         ),
         (dict(effective_dims=-1, cov="independent"), ValueError, r"effective_dims must be"),
         (dict(n_snapshots=10.5, cov="independent"), TypeError, r"n_snapshots must be an integer"),
-        (dict(points_per_decade=1), ValueError, r"points_per_decade must be >= 2"),
+        (dict(points_per_decade=1), ValueError, r"points_per_decade must be in \[2, 10000\]"),
         (dict(curve="velocity"), ValueError, r"curve must be one of"),
         (dict(combine_rows="median", y=np.vstack([Y_OK, Y_OK])), ValueError, r"combine_rows"),
     ],

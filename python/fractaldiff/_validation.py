@@ -29,6 +29,8 @@ __all__ = [
     "check_n_threads",
     "check_options",
     "check_ref",
+    "check_real",
+    "warn_at_caller",
 ]
 
 _MAX_THREADS = 4096
@@ -236,6 +238,35 @@ def check_int_range(value: Any, name: str, func: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
         raise ValueError(f"{func}: {name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)
+
+
+def check_real(value: Any, name: str, func: str) -> float:
+    """A finite real number (not a bool) as a float, or TypeError/ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{func}: {name} must be finite, got {value!r}")
+    return number
+
+
+def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside the fractaldiff package.
+
+    A fixed ``stacklevel`` points at the wrong line as soon as a public function is called
+    through another one (fit_msd -> fit_exponent); this walks the stack instead."""
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 2  # stacklevel 2 is the frame that called warn_at_caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def format_number(value: float) -> str:

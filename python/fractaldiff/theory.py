@@ -35,9 +35,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ._validation import check_probability, check_real
 from .fitting import DiffusionExponents
 
 __all__ = [
+    "VERDICTS",
+    "interval_verdict",
     "Estimate",
     "SpectralBoundCheck",
     "check_spectral_bound",
@@ -87,15 +90,6 @@ class Estimate:
         )
 
 
-def _number(value: Any, name: str, func: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{func}: {name} must be finite, got {value!r}")
-    return number
-
-
 def _estimate(value: Any, stderr: Any, name: str, func: str, *, positive: bool) -> Estimate:
     """A number or an Estimate (with ``stderr`` only for plain numbers) as an Estimate."""
     if isinstance(value, Estimate):
@@ -106,8 +100,8 @@ def _estimate(value: Any, stderr: Any, name: str, func: str, *, positive: bool) 
             )
         number, error = value.value, value.stderr
     else:
-        number = _number(value, name, func)
-        error = 0.0 if stderr is None else _number(stderr, f"{name}_stderr", func)
+        number = check_real(value, name, func)
+        error = 0.0 if stderr is None else check_real(stderr, f"{name}_stderr", func)
     if positive and number <= 0:
         raise ValueError(f"{func}: {name} must be > 0, got {number!r}")
     if error < 0:
@@ -127,10 +121,7 @@ def _exponents(exponents: Any, func: str) -> DiffusionExponents:
 
 
 def _check_confidence(confidence: Any, func: str) -> float:
-    level = _number(confidence, "confidence", func)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"{func}: confidence must be in (0, 1), got {confidence!r}")
-    return level
+    return check_probability(check_real(confidence, "confidence", func), "confidence", func)
 
 
 def spectral_dimension(
@@ -208,9 +199,32 @@ def exponents_from_dimensions(
     )
 
 
+#: the three answers of a test-like check
+VERDICTS = ("holds", "violated", "consistent within error")
+
+
+def interval_verdict(margin: Estimate) -> str:
+    """The verdict on ``margin >= 0`` from its interval at ``margin.confidence``.
+
+    "holds" when the interval lies strictly above 0, "violated" when it lies
+    strictly below 0, "consistent within error" when it contains 0 (the data cannot tell).
+    """
+    lo, hi = margin.ci
+    if lo > 0:
+        return "holds"
+    if hi < 0:
+        return "violated"
+    return "consistent within error"
+
+
 @dataclass(frozen=True, repr=False)
 class SpectralBoundCheck:
     """Lemma 3.4 of the paper: d_s <= lambda_bar late in training.
+
+    ``verdict`` is one of "holds" (the margin's interval lies above 0), "violated"
+    (below 0) or "consistent within error" (it contains 0), with ``z_score`` the
+    margin in standard errors. The bound is a late-time statement: check it with an
+    exponent fitted on the late regime (``fit_msd(..., window="last_regime")``).
 
     Attributes
     ----------
@@ -244,17 +258,23 @@ class SpectralBoundCheck:
         return self.margin.value / self.margin.stderr
 
     @property
+    def verdict(self) -> str:
+        """"holds", "violated" or "consistent within error" (see :data:`VERDICTS`)."""
+        return interval_verdict(self.margin)
+
+    @property
     def significant(self) -> bool:
         """Whether the interval of the margin excludes 0 (the verdict is not noise)."""
         lo, hi = self.margin.ci
         return lo > 0 or hi < 0
 
     def __repr__(self) -> str:
-        verdict = "holds" if self.satisfied else "violated"
+        lo, hi = self.margin.ci
         return (
             f"SpectralBoundCheck(d_s={self.spectral_dimension.value:.4g} <= "
-            f"lambda_bar={self.mean_llc.value:.4g}: {verdict}, margin="
-            f"{self.margin.value:.4g} ± {self.margin.stderr:.3g}, z={self.z_score:.3g})"
+            f"lambda_bar={self.mean_llc.value:.4g}: {self.verdict}, z={self.z_score:.3g}, "
+            f"margin={self.margin.value:.4g} ± {self.margin.stderr:.3g} "
+            f"[{100 * self.margin.confidence:g}% CI {lo:.4g}, {hi:.4g}])"
         )
 
 
@@ -323,7 +343,7 @@ def coarse_grained_diffusion_coefficient(
         (d_walk = 2) gives D_xi = 1 at every scale.
     """
     func = "coarse_grained_diffusion_coefficient"
-    xi = _number(coarse_graining_scale, "coarse_graining_scale", func)
+    xi = check_real(coarse_graining_scale, "coarse_graining_scale", func)
     if xi <= 0:
         raise ValueError(
             f"{func}: coarse_graining_scale must be > 0, got {coarse_graining_scale!r}"

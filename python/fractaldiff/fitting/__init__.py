@@ -13,12 +13,15 @@ from .ensemble import (
     reference_ergodicity_breaking,
 )
 from .exponents import (
+    BreakModel,
     Crossover,
     DiffusionExponents,
     ExponentFit,
     LocalSlope,
     Regime,
+    SingularCovarianceWarning,
     UncalibratedStderrWarning,
+    WindowWarning,
     crossover,
     fit_displacement,
     fit_exponent,
@@ -28,13 +31,16 @@ from .exponents import (
 )
 
 __all__ = [
+    "BreakModel",
     "Crossover",
     "DiffusionExponents",
     "EnsembleFit",
     "ExponentFit",
     "LocalSlope",
     "Regime",
+    "SingularCovarianceWarning",
     "UncalibratedStderrWarning",
+    "WindowWarning",
     "crossover",
     "ergodicity_breaking",
     "fit_displacement",

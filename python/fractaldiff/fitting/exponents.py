@@ -47,15 +47,19 @@ from .._validation import (
     check_probability,
     format_number,
     require_finite,
+    warn_at_caller,
 )
 
 __all__ = [
+    "BreakModel",
     "Crossover",
     "DiffusionExponents",
     "ExponentFit",
     "LocalSlope",
     "Regime",
+    "SingularCovarianceWarning",
     "UncalibratedStderrWarning",
+    "WindowWarning",
     "crossover",
     "fit_displacement",
     "fit_exponent",
@@ -415,14 +419,15 @@ def _resolve_noise(
             cov = "fbm"
         else:
             if warn:
-                warnings.warn(
+                warn_at_caller(
                     f"{func}: the standard error of a single curve assumes independent "
                     "points, and the points of a diffusion curve are strongly correlated, "
                     "so the interval is too narrow. Pass 2-D y (one row per parameter "
-                    "block or seed), cov=<matrix>, or cov='fbm' with n_snapshots and "
-                    "effective_dims; cov='independent' silences this warning.",
+                    "block or seed: fd.msd(X, groups=...) with random blocks), or "
+                    "cov='fbm' with n_snapshots and effective_dims (e.g. "
+                    "fd.effective_dimension(X)), or cov=<matrix>; cov='independent' "
+                    "silences this warning.",
                     UncalibratedStderrWarning,
-                    stacklevel=3,
                 )
             cov = "independent"
     if isinstance(cov, str):
@@ -515,18 +520,54 @@ def _residual_cov(design: np.ndarray, z: np.ndarray, coef: np.ndarray, w: np.nda
     return scale * np.linalg.inv((design.T * w) @ design), float(dof)
 
 
-def _stable_inverse(matrix: np.ndarray) -> np.ndarray:
-    """Inverse of a covariance matrix with eigenvalues floored at 1e-10 of the largest."""
+class SingularCovarianceWarning(UserWarning):
+    """GLS was given a (numerically) singular covariance and regularized it.
+
+    Eigenvalues below 1e-10 of the largest were raised to that floor (a ridge on the
+    precision matrix): the fit is defined, but directions of the data the covariance
+    calls noise-free get a weight it cannot justify. Check the covariance (duplicated
+    points, too few rows behind an estimated one) or use ``method="ols"``.
+    """
+
+
+#: eigenvalues of a covariance below this fraction of the largest count as zero
+_SINGULAR_FLOOR = 1e-10
+
+
+def _stable_inverse(matrix: np.ndarray, func: str = "fit_exponent", warn: bool = False):
+    """Inverse of a covariance matrix with eigenvalues floored at 1e-10 of the largest.
+
+    Raises ValueError for a covariance without a positive eigenvalue (no noise
+    information at all); with ``warn``, a :class:`SingularCovarianceWarning` when the
+    floor was applied to an eigenvalue that is not merely rounding (< 1e-10 * largest and
+    the matrix was given, not analytic)."""
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    floor = max(values.max(), 1e-300) * 1e-10
+    largest = float(values.max()) if values.size else 0.0
+    if not (math.isfinite(largest) and largest > 0):
+        raise ValueError(
+            f"{func}: the covariance of the fitted points has no positive eigenvalue (largest "
+            f"{largest:g}); GLS weights by its inverse and needs it positive definite. Pass a "
+            "covariance with non-zero variances, or use method='ols'"
+        )
+    floor = largest * _SINGULAR_FLOOR
+    if warn and values.min() < floor:
+        n_low = int(np.count_nonzero(values < floor))
+        warn_at_caller(
+            f"{func}: the covariance of the {values.size} fitted points is singular "
+            f"({n_low} eigenvalue(s) below {_SINGULAR_FLOOR:g} of the largest); GLS "
+            "regularized it by raising them to that floor (a ridge). The interval is only as "
+            "good as that choice: check the covariance or use method='ols'",
+            SingularCovarianceWarning,
+        )
     return (vectors / np.maximum(values, floor)) @ vectors.T
 
 
-def _gls_line(x: np.ndarray, z: np.ndarray, log_cov: np.ndarray):
+def _gls_line(x: np.ndarray, z: np.ndarray, log_cov: np.ndarray, func: str = "fit_exponent",
+              warn: bool = False):
     """Generalized least squares z = a + b (x - xc); returns (coef, cov_coef, xc)."""
     xc = float(x.mean())
     design = np.column_stack([np.ones_like(x), x - xc])
-    precision = _stable_inverse(log_cov)
+    precision = _stable_inverse(log_cov, func, warn)
     normal = design.T @ precision @ design
     coef_cov = np.linalg.inv(normal)
     coef = coef_cov @ (design.T @ precision @ z)
@@ -651,6 +692,28 @@ class ExponentFit:
         The points used (log-even subset of the window) and the fitted curve there.
     weights : ndarray, shape (n_points,)
         Log-spacing weights of the points (mean 1); used by OLS and by ``r2``.
+    window_rule : str
+        Why this window: the rule (``"auto"``, ``"last_regime"``, ``"first_regime"``,
+        manual) and what it found (the crossovers, which regime of how many).
+    regime_index : int or None
+        0-based index of the fitted regime among ``regime_windows`` (automatic windows).
+    regime_windows : tuple of (float, float)
+        All regimes the automatic window rule found (t ranges), in increasing t.
+    regime_exponents : tuple of float
+        Their exponents (from the piecewise fit).
+    curve : str
+        What y is: ``"msd"`` or ``"displacement"``; names the exponent in the repr
+        (``msd_exponent`` / ``displacement_exponent``).
+    notes : tuple of str
+        The caveats that were also issued as :class:`WindowWarning` (short window,
+        transient regime).
+
+    Notes
+    -----
+    ``exponent`` is the generic name of the log-log slope of whatever y is (kept for
+    curves that are neither an MSD nor R(t)); for the named exponents use
+    ``msd_exponent`` / ``displacement_exponent`` (they refuse the wrong curve) or
+    :func:`fit_msd` / :func:`fit_displacement`.
     """
 
     exponent: float
@@ -669,11 +732,53 @@ class ExponentFit:
     weights: np.ndarray = field(repr=False)
     t_data: np.ndarray = field(repr=False)
     y_data: np.ndarray = field(repr=False)
+    window_rule: str = "manual"
+    regime_index: int | None = None
+    regime_windows: tuple = ()
+    regime_exponents: tuple = ()
+    curve: str = "msd"
+    notes: tuple = ()
 
     @property
     def n_points(self) -> int:
         """Number of points the line was fitted to."""
         return int(self.t.size)
+
+    @property
+    def n_regimes(self) -> int | None:
+        """Number of regimes the automatic window rule found (None for a manual window)."""
+        return len(self.regime_windows) or None
+
+    @property
+    def regime(self) -> str:
+        """Which regime the fit describes, in words (e.g. "regime 3 of 3 (last)")."""
+        n = self.n_regimes
+        if n is None or self.regime_index is None:
+            return "manual window" if self.window_rule.startswith("manual") else "all points"
+        k = self.regime_index
+        if n == 1:
+            return "the only regime (no crossover found)"
+        where = "first" if k == 0 else "last" if k == n - 1 else "transient"
+        return f"regime {k + 1} of {n} ({where})"
+
+    @property
+    def msd_exponent(self) -> float:
+        """The exponent, when y is a time-averaged MSD (``curve="msd"``)."""
+        if self.curve != "msd":
+            raise AttributeError(f"this fit is of curve={self.curve!r}; use displacement_exponent")
+        return self.exponent
+
+    @property
+    def displacement_exponent(self) -> float:
+        """The exponent, when y is R(t) (``curve="displacement"``)."""
+        if self.curve != "displacement":
+            raise AttributeError(f"this fit is of curve={self.curve!r}; use msd_exponent")
+        return self.exponent
+
+    @property
+    def exponent_name(self) -> str:
+        """``"msd_exponent"`` or ``"displacement_exponent"``."""
+        return "displacement_exponent" if self.curve == "displacement" else "msd_exponent"
 
     def predict(self, t: Any) -> np.ndarray:
         """Fitted power law at ``t`` (same units as the data)."""
@@ -681,17 +786,24 @@ class ExponentFit:
 
     def __repr__(self) -> str:
         level = f"{100 * self.confidence:g}%"
+        notes = "".join(f", note={n!r}" for n in self.notes)
         return (
-            f"ExponentFit(exponent={format_number(self.exponent)} ± {format_number(self.stderr)} "
+            f"ExponentFit({self.exponent_name}={format_number(self.exponent)} ± "
+            f"{format_number(self.stderr)} "
             f"[{level} CI {format_number(self.ci[0])}, {format_number(self.ci[1])}], "
             f"prefactor={format_number(self.prefactor)}, r2={self.r2:.4f}, "
-            f"window=({format_number(self.window[0])}, {format_number(self.window[1])}), "
+            f"window=({format_number(self.window[0])}, {format_number(self.window[1])}) "
+            f"[{self.regime}; {self.window_rule}], "
             f"n_points={self.n_points}, method={self.method!r}, "
-            f"stderr_source={self.stderr_source!r})"
+            f"stderr_source={self.stderr_source!r}{notes})"
         )
 
-    def plot(self, ax=None, *, show_data: bool = True):
-        """Data, fitted points and the fitted line on log-log axes.
+    def plot(self, ax=None, *, show_data: bool = True, brownian: bool = True):
+        """Data, fitted points, the fitted line and the window (shaded, with its rule).
+
+        Axes are labelled by what the curve is (MSD(τ) against the lag τ, R(t) against t;
+        in the units of t, e.g. steps); a dotted Brownian reference of slope 1 (MSD) or
+        1/2 (R(t)) passes through the first fitted point.
 
         Parameters
         ----------
@@ -699,6 +811,8 @@ class ExponentFit:
             Axes to draw on; a new figure is made when omitted.
         show_data : bool, default True
             Also draw the full input curve.
+        brownian : bool, default True
+            Draw the Brownian reference.
 
         Returns
         -------
@@ -709,19 +823,42 @@ class ExponentFit:
             ax.plot(self.t_data, self.y_data, color="0.7", lw=1, label="data")
         ax.plot(self.t, self.y, "o", ms=4, color="C0", label="fitted points")
         grid = np.geomspace(self.window[0], self.window[1], 100)
+        symbol = "α" if self.curve == "displacement" else "β"
         ax.plot(
             grid,
             self.predict(grid),
             color="C3",
             lw=2,
-            label=f"slope {format_number(self.exponent)} ± {format_number(self.stderr)}",
+            label=f"{self.exponent_name} {symbol} = {format_number(self.exponent)} ± "
+            f"{format_number(self.stderr)}",
         )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("t")
-        ax.set_ylabel("y")
-        ax.legend()
+        ax.axvspan(self.window[0], self.window[1], color="C3", alpha=0.08,
+                   label=f"window: {self.regime}")
+        if brownian:
+            _brownian_reference(ax, self.curve, self.t_data, self.t[0], self.y[0])
+        _label_curve_axes(ax, self.curve)
+        ax.set_title(self.window_rule, fontsize="small", wrap=True)
+        ax.legend(fontsize="small")
         return ax
+
+
+def _label_curve_axes(ax, curve: str) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if curve == "displacement":
+        ax.set_xlabel("t since the reference snapshot (steps)")
+        ax.set_ylabel("R(t) = ||W(t) - W(t0)||")
+    else:
+        ax.set_xlabel("lag τ (steps)")
+        ax.set_ylabel("MSD(τ)")
+
+
+def _brownian_reference(ax, curve: str, t_data, t0: float, y0: float) -> None:
+    slope = 0.5 if curve == "displacement" else 1.0
+    positive = np.asarray(t_data)[np.asarray(t_data) > 0]
+    grid = np.geomspace(positive[0], positive[-1], 50)
+    ax.plot(grid, y0 * (grid / t0) ** slope, color="0.4", ls=":", lw=1,
+            label=f"Brownian (slope {slope:g})")
 
 
 @dataclass(frozen=True, repr=False)
@@ -774,6 +911,14 @@ class Crossover:
         Points used (log-even subset) and their weights.
     t_data, y_data : ndarray
         The full input curve.
+    models : tuple of BreakModel
+        Every number of breaks considered, with its BIC (empty for a fixed ``n_breaks``).
+    runner_up : BreakModel or None
+        The second-best admissible model when its BIC is within 4 of the chosen one.
+    selection : str
+        How the number of breaks was chosen.
+    curve : str or None
+        ``"msd"``, ``"displacement"`` or None (labels the plot).
     """
 
     regimes: tuple[Regime, ...]
@@ -786,6 +931,20 @@ class Crossover:
     weights: np.ndarray = field(repr=False)
     t_data: np.ndarray = field(repr=False)
     y_data: np.ndarray = field(repr=False)
+    models: tuple = ()
+    runner_up: Any = None
+    selection: str = ""
+    curve: str | None = None
+
+    @property
+    def first_regime(self) -> Regime:
+        """The earliest regime."""
+        return self.regimes[0]
+
+    @property
+    def last_regime(self) -> Regime:
+        """The latest regime (the late-time behaviour the paper's theory describes)."""
+        return self.regimes[-1]
 
     @property
     def exponents(self) -> tuple[float, ...]:
@@ -810,15 +969,26 @@ class Crossover:
     def __repr__(self) -> str:
         parts = ", ".join(repr(r) for r in self.regimes)
         breaks = ", ".join(format_number(b) for b in self.breakpoints)
-        return f"Crossover(breakpoints=({breaks}), regimes=[{parts}], r2={self.r2:.4f})"
+        extra = ""
+        if self.runner_up is not None:
+            ru = self.runner_up
+            bps = ", ".join(format_number(b) for b in ru.breakpoints)
+            chosen = next((m.bic for m in self.models if m.n_breaks == self.n_breaks), math.nan)
+            extra = (f", runner_up={ru.n_breaks} break(s) at ({bps}), ΔBIC="
+                     f"{ru.bic - chosen:.2g}")
+        return (f"Crossover(breakpoints=({breaks}), regimes=[{parts}], r2={self.r2:.4f}"
+                f"{extra})")
 
-    def plot(self, ax=None, *, show_data: bool = True):
+    def plot(self, ax=None, *, show_data: bool = True, brownian: bool = True):
         """Data and the piecewise power law on log-log axes, breakpoints marked.
 
         Parameters
         ----------
         ax : matplotlib Axes, optional
         show_data : bool, default True
+        brownian : bool, default True
+            With ``curve`` known, a dotted Brownian reference (slope 1 for an MSD, 1/2
+            for R(t)).
 
         Returns
         -------
@@ -835,15 +1005,25 @@ class Crossover:
                 regime.prefactor * grid**regime.exponent,
                 lw=2,
                 color=f"C{(k + 1) % 10}",
-                label=f"slope {format_number(regime.exponent)} ± {format_number(regime.stderr)}",
+                label=f"regime {k + 1}: slope {format_number(regime.exponent)} ± "
+                f"{format_number(regime.stderr)}",
             )
         for b in self.breakpoints:
             ax.axvline(b, color="0.4", ls="--", lw=1)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("t")
-        ax.set_ylabel("y")
-        ax.legend()
+        if self.curve is not None:
+            if brownian:
+                _brownian_reference(ax, self.curve, self.t_data, self.t[0], self.y[0])
+            _label_curve_axes(ax, self.curve)
+        else:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("t")
+            ax.set_ylabel("y")
+        title = f"{self.n_breaks} crossover(s): {self.selection}"
+        if self.runner_up is not None:
+            title += f"; close runner-up: {self.runner_up.n_breaks} break(s)"
+        ax.set_title(title, fontsize="small")
+        ax.legend(fontsize="small")
         return ax
 
 
@@ -1023,43 +1203,129 @@ def _fit_piecewise(x, z, w, breaks, log_cov) -> _Piecewise:
     return _Piecewise(breaks, coef, xc, sse, slopes, slope_cov, solver)
 
 
-def _select_piecewise(
-    x, z, w, log_cov, *, n_breaks, max_breaks, min_width, min_points, min_change, z_crit=3.0
-) -> _Piecewise:
-    """Fixed ``n_breaks``, or (``n_breaks=None``) the most breaks that pass every test.
+#: BIC difference below which the runner-up model is reported as close (Kass & Raftery:
+#: differences below 2 are "not worth more than a bare mention", 2-6 "positive")
+CLOSE_BIC = 4.0
 
-    A k-break model replaces the (k-1)-break one only if its weighted SSE is at
-    most half as large, every regime spans ``min_width`` decades and
-    ``min_points`` points, consecutive exponents differ by at least
-    ``min_change`` and, when the covariance is known, by at least ``z_crit``
-    standard errors.
+
+@dataclass(frozen=True)
+class BreakModel:
+    """One candidate of :func:`crossover`'s model selection.
+
+    Attributes
+    ----------
+    n_breaks : int
+    breakpoints : tuple of float
+        In units of t.
+    bic : float
+        Bayesian information criterion (lower is better; see :func:`crossover`, Notes).
+    admissible : bool
+        Whether every slope change passes ``min_exponent_change`` and, with a known
+        covariance, the significance test.
+    reason : str
+        Why a model was not admissible ("" if it was).
+    """
+
+    n_breaks: int
+    breakpoints: tuple[float, ...]
+    bic: float
+    admissible: bool
+    reason: str = ""
+
+    def __repr__(self) -> str:
+        bps = ", ".join(format_number(b) for b in self.breakpoints)
+        extra = "" if self.admissible else f", rejected: {self.reason}"
+        return f"BreakModel(n_breaks={self.n_breaks}, breakpoints=({bps}), bic={self.bic:.2f}{extra})"
+
+
+def _effective_points(resid: np.ndarray, w: np.ndarray, n_params: int) -> tuple[float, float]:
+    """(n_eff, rho): points corrected for the lag-1 autocorrelation rho of the residuals.
+
+    An AR(1) approximation of the residual correlation between neighbouring log-even
+    points: n_eff = n (1 - rho) / (1 + rho), rho clipped to [0, 0.9]; at least
+    n_params + 2 (and at most n)."""
+    r = resid * np.sqrt(w)
+    denom = float(np.dot(r, r))
+    if r.size < 3 or denom <= 0:
+        return float(r.size), 0.0
+    rho = float(np.clip(np.dot(r[:-1], r[1:]) / denom, 0.0, 0.9))
+    n_eff = r.size * (1.0 - rho) / (1.0 + rho)
+    return float(min(r.size, max(n_eff, n_params + 2.0))), rho
+
+
+def _bic_scores(models: list, x, z, w) -> tuple[np.ndarray, float, float]:
+    """BIC_k = n_eff log(SSE_k / n_eff) + p_k log(n_eff), p_k = 2 + 2k, for each model.
+
+    SSE is the weighted residual sum of squares (weights of mean 1); n_eff the number of
+    effectively independent points, from the residual autocorrelation of the richest model
+    (:func:`_effective_points`): the points of an MSD or R(t) curve are correlated, and the
+    plain BIC with n would take correlated wiggles for regimes."""
+    richest = models[-1]
+    design = _piecewise_design(x, richest.breaks, richest.xc)
+    resid = z - design @ richest.coef
+    n_eff, rho = _effective_points(resid, w, 2 + 2 * richest.breaks.size)
+    scale = float(np.sum(w * (z - np.average(z, weights=w)) ** 2)) / w.size
+    floor = max(scale, 1e-300) * 1e-12  # exact data: SSE at rounding level
+    out = []
+    for m in models:
+        sse = max(m.sse / w.size, floor)
+        out.append(n_eff * math.log(sse) + (2 + 2 * m.breaks.size) * math.log(n_eff))
+    return np.array(out), n_eff, rho
+
+
+def _admissible(model: _Piecewise, log_cov, min_change: float, z_crit: float) -> str:
+    """"" when every slope change of ``model`` is large enough, else the reason."""
+    k = model.breaks.size
+    if k == 0:
+        return ""
+    changes = np.diff(model.slopes)
+    small = np.abs(changes) < min_change
+    if np.any(small):
+        j = int(np.argmax(small))
+        return f"slope change {changes[j]:+.3g} at break {j + 1} < min_exponent_change"
+    if log_cov is not None and model.slope_cov is not None:
+        diff_op = np.diff(np.eye(k + 1), axis=0)
+        change_se = np.sqrt(np.maximum(np.diag(diff_op @ model.slope_cov @ diff_op.T), 0.0))
+        weak = np.abs(changes) < z_crit * change_se
+        if np.any(weak):
+            j = int(np.argmax(weak))
+            return (f"slope change {changes[j]:+.3g} at break {j + 1} is within {z_crit:g} "
+                    f"standard errors ({change_se[j]:.3g})")
+    return ""
+
+
+def _select_piecewise(
+    x, z, w, log_cov, *, n_breaks, max_breaks, min_width, min_points, min_change, z_crit=2.0
+):
+    """Fixed ``n_breaks``, or (``n_breaks=None``) the number of breaks with the lowest BIC.
+
+    Every number of breaks 0..``max_breaks`` is fitted (best breakpoints by grid search
+    and Nelder-Mead) and scored together (:func:`_bic_scores`); models whose slope changes
+    are below ``min_change`` or, with a known covariance, below ``z_crit`` standard errors
+    are not admissible. Returns (model, candidates) with candidates a list of
+    (n_breaks, model, bic, reason) -- empty for a fixed ``n_breaks``.
     """
     if n_breaks is not None:
         if n_breaks == 0:
-            return _fit_piecewise(x, z, w, np.zeros(0), log_cov)
+            return _fit_piecewise(x, z, w, np.zeros(0), log_cov), []
         breaks = _best_breaks(x, z, w, n_breaks, min_width, min_points)
         if breaks is None:
-            return None
-        return _fit_piecewise(x, z, w, breaks, log_cov)
-    current = _fit_piecewise(x, z, w, np.zeros(0), log_cov)
+            return None, []
+        return _fit_piecewise(x, z, w, breaks, log_cov), []
+    models = [_fit_piecewise(x, z, w, np.zeros(0), log_cov)]
     for k in range(1, max_breaks + 1):
         breaks = _best_breaks(x, z, w, k, min_width, min_points)
         if breaks is None:
             break
-        candidate = _fit_piecewise(x, z, w, breaks, log_cov)
-        changes = np.diff(candidate.slopes)
-        if np.min(np.abs(changes)) < min_change:
-            break
-        if candidate.sse > 0.5 * current.sse:
-            break
-        if log_cov is not None:
-            diff_op = np.diff(np.eye(k + 1), axis=0)
-            change_var = np.diag(diff_op @ candidate.slope_cov @ diff_op.T)
-            change_se = np.sqrt(np.maximum(change_var, 0.0))
-            if np.any(np.abs(changes) < z_crit * change_se):
-                break
-        current = candidate
-    return current
+        models.append(_fit_piecewise(x, z, w, breaks, log_cov))
+    scores, _, _ = _bic_scores(models, x, z, w)
+    candidates = [
+        (m.breaks.size, m, float(b), _admissible(m, log_cov, min_change, z_crit))
+        for m, b in zip(models, scores)
+    ]
+    ok = [c for c in candidates if not c[3]]
+    best = min(ok, key=lambda c: c[2])
+    return best[1], candidates
 
 
 # --------------------------------------------------------------------------- public fits
@@ -1073,17 +1339,58 @@ def _combine(rows: np.ndarray, combine_rows: str, func: str) -> np.ndarray:
     raise ValueError(f"{func}: combine_rows must be 'mean' or 'sum', got {combine_rows!r}")
 
 
+#: most points per decade a fit may ask for (the log-even grid costs memory and time
+#: proportional to it; real curves hold far fewer points per decade)
+MAX_POINTS_PER_DECADE = 10_000
+
+
 def _check_points_per_decade(value: Any, func: str) -> float:
     ppd = check_positive(value, "points_per_decade", func)
-    if ppd < 2:
-        raise ValueError(f"{func}: points_per_decade must be >= 2, got {value!r}")
+    if not 2 <= ppd <= MAX_POINTS_PER_DECADE:
+        raise ValueError(
+            f"{func}: points_per_decade must be in [2, {MAX_POINTS_PER_DECADE}], got {value!r}"
+        )
     return ppd
 
 
+WINDOW_RULES = ("auto", "last_regime", "first_regime")
+#: a window narrower than this (decades of t) gets a warning: a power law over less than a
+#: decade is hard to tell from a curve
+MIN_WINDOW_DECADES = 1.0
+
+
+class WindowWarning(UserWarning):
+    """The fitted window is short (< 1 decade) or a transient regime between two crossovers.
+
+    The exponent then describes a passing stage of the curve, or too little of it to tell a
+    power law from a bend. Look at ``fit.plot()`` / ``crossover(t, y).plot()`` and choose the
+    regime deliberately (``window="last_regime"`` for the late-time exponent the paper's
+    theory is about, ``"first_regime"``, or ``(t_min, t_max)``).
+    """
+
+
+@dataclass(frozen=True)
+class _WindowChoice:
+    lo: float
+    hi: float
+    rule: str
+    regime_index: int | None = None  # 0-based
+    regime_windows: tuple[tuple[float, float], ...] = ()
+    regime_exponents: tuple[float, ...] = ()
+
+    @property
+    def n_regimes(self) -> int | None:
+        return len(self.regime_windows) or None
+
+
 def _auto_window(
-    t, curve, noise: _Noise, func, *, upper, points_per_decade, max_breaks, min_exponent_change
-):
-    """(t_lo, t_hi) of the widest single-power-law regime below ``upper``."""
+    t, curve, noise: _Noise, func, *, upper, points_per_decade, max_breaks, min_exponent_change,
+    rule: str = "auto",
+) -> _WindowChoice:
+    """The window of one regime of the continuous piecewise power law below ``upper``.
+
+    ``rule``: "auto" the widest regime (in decades), "last_regime" the last, "first_regime"
+    the first. Regimes are found by :func:`crossover`'s global selection (BIC)."""
     mask = t <= upper * (1 + 1e-12)
     if np.count_nonzero(mask) < MIN_FIT_POINTS:
         raise ValueError(
@@ -1097,12 +1404,14 @@ def _auto_window(
     z = np.log10(curve[idx])
     w = _log_spacing_weights(x)
     full = (float(t[idx[0]]), float(t[idx[-1]]))
+    capped = "" if upper >= t[-1] else f", t <= {upper:g} (max_lag_fraction of the run)"
     min_points = 4
     if idx.size < 2 * min_points:
-        return full
+        return _WindowChoice(*full, f"{rule}: all points{capped} (too few to look for crossovers)",
+                             0, (full,))
     slope = _weighted_line(x, z, w)[0][1]
     log_cov = noise.log_cov(idx, slope)
-    model = _select_piecewise(
+    model, _ = _select_piecewise(
         x,
         z,
         w,
@@ -1113,11 +1422,24 @@ def _auto_window(
         min_points=min_points,
         min_change=min_exponent_change,
     )
-    if model.breaks.size == 0:
-        return full
     edges = np.concatenate([[x[0]], model.breaks, [x[-1]]])
+    windows = tuple((float(10.0 ** edges[j]), float(10.0 ** edges[j + 1]))
+                    for j in range(edges.size - 1))
+    exps = tuple(float(v) for v in model.slopes)
+    if model.breaks.size == 0:
+        return _WindowChoice(*full, f"{rule}: one power law over all points{capped} "
+                             "(no crossover found)", 0, windows, exps)
     widths = np.diff(edges)
-    k = int(np.argmax(widths))
+    n_reg = widths.size
+    if rule == "last_regime":
+        k = n_reg - 1
+        why = f"last of {n_reg} regimes"
+    elif rule == "first_regime":
+        k = 0
+        why = f"first of {n_reg} regimes"
+    else:
+        k = int(np.argmax(widths))
+        why = f"widest of {n_reg} regimes (regime {k + 1})"
     lo, hi = edges[k], edges[k + 1]
     trim = min(0.1, 0.15 * widths[k])  # crossovers are gradual: keep clear of breakpoints
     if k > 0:
@@ -1128,7 +1450,24 @@ def _auto_window(
     if np.count_nonzero(inside) < MIN_FIT_POINTS:
         inside = (x >= edges[k] - 1e-12) & (x <= edges[k + 1] + 1e-12)
     chosen = idx[inside]
-    return float(t[chosen[0]]), float(t[chosen[-1]])
+    bps = ", ".join(format_number(10.0**b) for b in model.breaks)
+    text = (f"{rule}: {why}, crossovers at t = {bps} (crossover(), BIC){capped}; "
+            "trimmed 0.1 decade from interior crossovers")
+    return _WindowChoice(float(t[chosen[0]]), float(t[chosen[-1]]), text, k, windows, exps)
+
+
+def _window_warnings(choice: _WindowChoice, lo: float, hi: float) -> list[str]:
+    out = []
+    span = math.log10(hi / lo)
+    if span < MIN_WINDOW_DECADES:
+        out.append(f"the window t = {lo:g}..{hi:g} spans {span:.2g} decades (< "
+                   f"{MIN_WINDOW_DECADES:g}): a power law over so short a range is hard to tell "
+                   "from a bend")
+    n = choice.n_regimes
+    if n is not None and n >= 3 and choice.regime_index is not None and 0 < choice.regime_index < n - 1:
+        out.append(f"the window is regime {choice.regime_index + 1} of {n}, a transient between "
+                   "two crossovers; window='last_regime' gives the late-time exponent")
+    return out
 
 
 def fit_exponent(
@@ -1146,8 +1485,9 @@ def fit_exponent(
     confidence: float = 0.95,
     points_per_decade: float = 10,
     max_lag_fraction: float = 0.1,
-    max_breaks: int = 2,
+    max_breaks: int = 3,
     min_exponent_change: float = 0.1,
+    warn_window: bool = True,
 ) -> ExponentFit:
     """Fit y = prefactor * t^exponent on log-log axes, with a calibrated interval.
 
@@ -1168,15 +1508,18 @@ def fit_exponent(
         be exchangeable: split parameters into blocks at random (not by layer), so
         that every block is a sample of the same dynamics; blocks that differ only
         by a constant factor do not inflate the error of the exponent.
-    window : "auto", None or (t_min, t_max), default "auto"
+    window : "auto", "last_regime", "first_regime", None or (t_min, t_max), default "auto"
         Range of t to fit (units of t). None uses all points. A manual window
         may reach past the data; ``ExponentFit.window`` reports the t range that
-        was actually used. ``"auto"`` caps t at ``max_lag_fraction *
+        was actually used. The three rules cap t at ``max_lag_fraction *
         n_snapshots * snapshot_spacing`` for an MSD whose ``n_snapshots`` is given
-        (larger lags average over too few windows), then fits a continuous
-        piecewise power law with up to ``max_breaks`` breakpoints
-        (see :func:`crossover`) and keeps the widest regime, trimmed by up to 0.1
-        decade at interior breakpoints.
+        (larger lags average over too few windows), then find the regimes with
+        :func:`crossover` (continuous piecewise power law, up to ``max_breaks``
+        breakpoints, number chosen by BIC) and fit one of them, trimmed by up to
+        0.1 decade at interior breakpoints: ``"auto"`` the widest (in decades),
+        ``"last_regime"`` the last -- the late-time exponent the paper's theory
+        (and its Eq. 17) is about -- and ``"first_regime"`` the first. The result
+        says which (``window_rule``, ``regime``, ``regime_windows``).
     method : {"ols", "gls"}, default "ols"
         ``"ols"``: weighted least squares with the log-even weights above; its
         standard error is the sandwich sqrt(A C A^T) with A the least-squares
@@ -1227,10 +1570,14 @@ def fit_exponent(
     max_lag_fraction : float, default 0.1
         For ``window="auto"`` with ``n_snapshots``: largest lag used, as a
         fraction of the trajectory length.
-    max_breaks : int, default 2
-        For ``window="auto"``: most breakpoints considered.
+    max_breaks : int, default 3
+        For the automatic windows: most breakpoints considered (0-3).
     min_exponent_change : float, default 0.1
-        For ``window="auto"``: smallest change of slope counted as a crossover.
+        For the automatic windows: smallest change of slope counted as a crossover.
+    warn_window : bool, default True
+        Issue a :class:`WindowWarning` when the window spans less than one decade or
+        is a transient regime between two crossovers (the caveat is also kept in
+        ``ExponentFit.notes``).
 
     Returns
     -------
@@ -1248,6 +1595,8 @@ def fit_exponent(
     -----
     UncalibratedStderrWarning
         For a 1-D ``y`` without covariance information (see ``cov``).
+    WindowWarning
+        For a window under one decade or a transient regime (``warn_window``).
 
     Notes
     -----
@@ -1297,11 +1646,11 @@ def fit_exponent(
             f"{func}: method='gls' with 2-D y needs at least 3 rows (its standard error is a "
             f"leave-one-row-out jackknife), got {rows.shape[0]}"
         )
-    if isinstance(window, str) and window == "auto":
+    if isinstance(window, str) and window in WINDOW_RULES:
         upper = float(t_arr[-1])
         if noise.n_snapshots is not None and curve == "msd":
             upper = min(upper, fraction * noise.n_snapshots * noise.snapshot_spacing)
-        lo, hi = _auto_window(
+        choice = _auto_window(
             t_arr,
             curve_values,
             noise,
@@ -1310,9 +1659,13 @@ def fit_exponent(
             points_per_decade=ppd,
             max_breaks=int(max_breaks),
             min_exponent_change=min_change,
+            rule=window,
         )
+        lo, hi = choice.lo, choice.hi
     else:
         lo, hi = _resolve_window(window, t_arr, func)
+        choice = _WindowChoice(lo, hi, "all points (window=None)" if window is None
+                               else f"manual: window=({lo:g}, {hi:g})")
     idx = _log_even_subset(t_arr, _window_mask(t_arr, lo, hi), ppd)
     if idx.size < MIN_FIT_POINTS:
         raise ValueError(
@@ -1339,7 +1692,7 @@ def fit_exponent(
         iterations = 2 if noise.source == "fbm" else 1
         for _ in range(iterations):
             log_cov = noise.log_cov(idx, coef[1])
-            coef, coef_cov, xc = _gls_line(x, z, log_cov)
+            coef, coef_cov, xc = _gls_line(x, z, log_cov, func, warn=noise.source == "cov")
     slope = float(coef[1])
     stderr = float(math.sqrt(max(coef_cov[1, 1], 0.0)))
     q = _quantile(confidence, dof)
@@ -1347,6 +1700,11 @@ def fit_exponent(
     log_prefactor_var = coef_cov[0, 0] + xc**2 * coef_cov[1, 1] - 2 * xc * coef_cov[0, 1]
     log_prefactor_se = math.sqrt(max(log_prefactor_var, 0.0))
     fitted = log_prefactor + slope * x
+    used = (float(t_arr[idx[0]]), float(t_arr[idx[-1]]))
+    notes = tuple(_window_warnings(choice, *used))
+    if warn_window:
+        for note in notes:
+            warn_at_caller(f"{func}: {note}", WindowWarning)
     return ExponentFit(
         exponent=slope,
         stderr=stderr,
@@ -1357,7 +1715,7 @@ def fit_exponent(
             float(10.0 ** (log_prefactor + q * log_prefactor_se)),
         ),
         r2=_weighted_r2(z, fitted, w),
-        window=(float(t_arr[idx[0]]), float(t_arr[idx[-1]])),
+        window=used,
         method=method,
         stderr_source=noise.source,
         confidence=confidence,
@@ -1367,6 +1725,12 @@ def fit_exponent(
         weights=w,
         t_data=t_arr.copy(),
         y_data=curve_values,
+        window_rule=choice.rule,
+        regime_index=choice.regime_index,
+        regime_windows=choice.regime_windows,
+        regime_exponents=choice.regime_exponents,
+        curve=curve,
+        notes=notes,
     )
 
 
@@ -1375,7 +1739,7 @@ def crossover(
     y: Any,
     *,
     n_breaks: int | str = "auto",
-    max_breaks: int = 2,
+    max_breaks: int = 3,
     window: Any = None,
     cov: Any = None,
     combine_rows: str = "mean",
@@ -1383,6 +1747,7 @@ def crossover(
     points_per_decade: float = 20,
     min_regime_decades: float = 0.3,
     min_exponent_change: float = 0.1,
+    curve: str | None = None,
 ) -> Crossover:
     """Fit a continuous piecewise power law and return its regimes.
 
@@ -1405,11 +1770,13 @@ def crossover(
         The curve (> 0), or replicate curves one per row (their spread gives the
         regimes' standard errors and the significance test below).
     n_breaks : int or "auto", default "auto"
-        Number of breakpoints (0-3). ``"auto"`` adds breakpoints, up to
-        ``max_breaks``, while each one halves the weighted residual sum of
-        squares, changes the exponent by at least ``min_exponent_change`` and,
-        when the covariance is known, by at least 3 standard errors.
-    max_breaks : int, default 2
+        Number of breakpoints (0-3). ``"auto"`` fits every number of breakpoints
+        from 0 to ``max_breaks`` and keeps the one with the lowest BIC (Notes) among
+        those whose every exponent change is at least ``min_exponent_change`` and,
+        when the covariance is known (2-D ``y`` or ``cov``), at least 2 standard
+        errors. The models are compared together, not one break at a time: a
+        curve whose bends only two breaks together explain gets two.
+    max_breaks : int, default 3
         Upper limit for ``"auto"`` (at most 3).
     window : None or (t_min, t_max), default None
         Range of t used (None: all).
@@ -1425,10 +1792,25 @@ def crossover(
         Narrowest regime allowed, in decades of t.
     min_exponent_change : float, default 0.1
         Smallest exponent change that ``"auto"`` accepts as a crossover.
+    curve : {"msd", "displacement"}, optional
+        What y is; only labels the plot (axes, Brownian reference).
 
     Returns
     -------
     Crossover
+        ``models`` lists every candidate with its BIC, ``runner_up`` the second-best
+        admissible model when its BIC is within 4 of the chosen one (then the data do
+        not decide clearly between them).
+
+    Notes
+    -----
+    BIC_k = n_eff log(SSE_k / n_eff) + (2 + 2k) log(n_eff) for k breaks (2 + 2k
+    parameters: intercept, first slope, and a slope change and a location per break),
+    SSE the weighted residual sum of squares in log10 y. The points of a diffusion
+    curve are correlated (neighbouring lags share their data; a smooth misfit makes
+    the residuals correlated too), so n is replaced by n_eff = n (1 - rho) / (1 + rho),
+    rho the lag-1 autocorrelation of the residuals of the richest model: with
+    correlated residuals fewer effective points carry the evidence for a break.
         ``regimes`` with their windows, exponents, standard errors (conditional
         on the breakpoints) and prefactors, and the ``breakpoints`` in units of t.
 
@@ -1454,6 +1836,8 @@ def crossover(
                 f"{func}: n_breaks must be an integer in [0, 3] or 'auto', got {n_breaks!r}"
             ) from None
     max_breaks = check_int_range(max_breaks, "max_breaks", func, 0, 3)
+    if curve is not None and curve not in _CURVES:
+        raise ValueError(f"{func}: curve must be None or one of {_CURVES}, got {curve!r}")
     curve_values, noise = _curve_and_empirical_noise(func, t_arr, rows, is_rows, cov,
                                                      combine_rows)
     lo, hi = _resolve_window(window, t_arr, func)
@@ -1469,7 +1853,7 @@ def crossover(
             f"at least {min_points} points each (raise points_per_decade or widen the window)"
         )
     log_cov = noise.log_cov(idx, _weighted_line(x, z, w)[0][1])
-    model = _select_piecewise(
+    model, candidates = _select_piecewise(
         x,
         z,
         w,
@@ -1504,6 +1888,22 @@ def crossover(
             )
         )
     fitted = _piecewise_design(x, model.breaks, model.xc) @ model.coef
+    models = tuple(
+        BreakModel(k, tuple(float(10.0**b) for b in m.breaks), bic, not reason, reason)
+        for k, m, bic, reason in candidates
+    )
+    runner_up = None
+    if models:
+        chosen_bic = next(m.bic for m in models if m.n_breaks == model.breaks.size)
+        others = [m for m in models if m.admissible and m.n_breaks != model.breaks.size]
+        if others:
+            second = min(others, key=lambda m: m.bic)
+            if second.bic - chosen_bic < CLOSE_BIC:
+                runner_up = second
+        selection = (f"BIC over 0..{int(max_breaks)} breaks (n_eff from the residual "
+                     "correlation)")
+    else:
+        selection = f"fixed: n_breaks={fixed}"
     return Crossover(
         regimes=tuple(regimes),
         breakpoints=tuple(float(10.0**b) for b in model.breaks),
@@ -1515,6 +1915,10 @@ def crossover(
         weights=w,
         t_data=t_arr.copy(),
         y_data=curve_values,
+        models=models,
+        runner_up=runner_up,
+        selection=selection,
+        curve=curve,
     )
 
 
@@ -1737,14 +2141,34 @@ class DiffusionExponents:
             return "ballistic"
         return "super-diffusive"
 
+    @property
+    def window(self) -> tuple[float, float] | None:
+        """The t range the exponent was fitted over (None for given values)."""
+        return None if self.fit is None else self.fit.window
+
+    @property
+    def regime(self) -> str:
+        """Which regime of the curve the exponent describes, in words, with its window."""
+        if self.fit is None:
+            return "given"
+        lo, hi = self.fit.window
+        return f"{self.fit.regime}, t = {format_number(lo)}..{format_number(hi)}"
+
     def __repr__(self) -> str:
+        where = "" if self.fit is None else f", regime={self.regime!r}"
         return (
             f"DiffusionExponents(msd_exponent={format_number(self.msd_exponent)} ± "
             f"{format_number(self.msd_exponent_stderr)}, displacement_exponent="
             f"{format_number(self.displacement_exponent)} ± {format_number(self.displacement_exponent_stderr)}, "
             f"walk_dimension={format_number(self.walk_dimension)} ± {format_number(self.walk_dimension_stderr)}, "
-            f"{self.diffusion_type}, source={self.source!r})"
+            f"{self.diffusion_type}, source={self.source!r}{where})"
         )
+
+    def plot(self, ax=None, **kwargs: Any):
+        """The underlying fit's plot (:meth:`ExponentFit.plot`); needs ``fit``."""
+        if self.fit is None:
+            raise ValueError("DiffusionExponents.plot: these exponents were given, not fitted")
+        return self.fit.plot(ax=ax, **kwargs)
 
 
 def _finite_number(value: Any, name: str, func: str) -> float:
