@@ -29,8 +29,8 @@ class LLCCalibration:
     step_size : float
         The chosen ε: the largest *stable* step (no diverged chain, converged traces, mean
         MALA acceptance >= ``acceptance_target``, λ̂ > 0) whose λ̂ agrees with the next smaller
-        stable step's (within 3 combined standard errors or ``rtol``): past that point the
-        discretization bias 1 / (1 - εκ/4) shows.
+        stable step's (within 3 combined standard errors or ``rtol``), searching from the largest
+        stable step down: past that point the discretization bias 1 / (1 - εκ/4) shows.
     nbeta, localization : float
         The nβ and γ the choice is for (the first of each sweep).
     table : list of dict
@@ -38,6 +38,10 @@ class LLCCalibration:
         converged, stable, flags.
     ok : bool
         False when no step size was stable (``step_size`` is then the smallest one tried).
+    plateau : bool
+        False when no two neighbouring stable steps agreed (λ̂ still changes with ε: the
+        short runs are too short to equilibrate at small ε, or the bias is large at all of
+        them); ``step_size`` is then the largest stable one. Check with more draws.
     """
 
     step_size: float
@@ -45,6 +49,7 @@ class LLCCalibration:
     localization: float
     table: list[dict[str, Any]]
     ok: bool
+    plateau: bool = True
 
     def plot(self, ax: Any = None) -> Any:
         """λ̂ ± stderr and acceptance against ε (log axis); the choice marked."""
@@ -85,7 +90,7 @@ def calibrate_with_potential(
     pot: Potential, w0: torch.Tensor, init: float, *, nbeta: float | list[float],
     localization: float | list[float], batch: int | None, seed: int | None,
     n_chains: int = 4, n_draws: int = 300, n_burnin: int = 100,
-    step_sizes: Any = None, acceptance_target: float = 0.9, rtol: float = 0.05,
+    step_sizes: Any = None, acceptance_target: float = 0.95, rtol: float = 0.05,
     progress: bool = False, mala_every: int = 5,
 ) -> LLCCalibration:
     """The sweep behind :func:`calibrate_llc`, on an already built potential."""
@@ -115,17 +120,22 @@ def calibrate_with_potential(
     nb0, gm0 = nbs[0], gms[0]
     rows = [r for r in table if r["nbeta"] == nb0 and r["localization"] == gm0]
     stable = [r for r in rows if r["stable"]]
+    plateau = True
     if not stable:
         chosen, ok = rows[0]["step_size"], False
     else:
-        chosen, ok = stable[0]["step_size"], True
-        for prev, cur in zip(stable, stable[1:]):
+        ok = True
+        # from the largest stable step down: the first one that agrees with the next smaller
+        # stable step (the top of the plateau where λ̂ no longer depends on ε)
+        chosen = None
+        for cur, prev in zip(stable[::-1], stable[::-1][1:]):
             tol = max(3.0 * math.hypot(prev["stderr"], cur["stderr"]), rtol * abs(prev["llc"]))
             if abs(cur["llc"] - prev["llc"]) <= tol:
                 chosen = cur["step_size"]
-            else:
                 break
-    return LLCCalibration(chosen, nb0, gm0, table, ok)
+        if chosen is None:  # no plateau: λ̂ still changes with every stable step
+            chosen, plateau = stable[-1]["step_size"], False
+    return LLCCalibration(chosen, nb0, gm0, table, ok, plateau)
 
 
 def calibrate_llc(
@@ -141,7 +151,7 @@ def calibrate_llc(
     n_draws: int = 300,
     n_burnin: int = 100,
     batch_size: int | None = None,
-    acceptance_target: float = 0.9,
+    acceptance_target: float = 0.95,
     rtol: float = 0.05,
     seed: int | None = 0,
     device: Any = None,
@@ -171,7 +181,7 @@ def calibrate_llc(
         Chains per combination.
     n_draws, n_burnin : int, default 300, 100
         Steps per chain (burn-in included) and burn-in.
-    acceptance_target : float, default 0.9
+    acceptance_target : float, default 0.95
         Minimum mean MALA acceptance probability (measured every 5 steps).
     rtol : float, default 0.05
         Relative agreement between neighbouring step sizes.
@@ -208,6 +218,10 @@ def calibrate_llc(
             acceptance_target=float(acceptance_target), rtol=rtol, progress=progress)
     finally:
         pot.cleanup()
+    if cal.ok and not cal.plateau:
+        warnings.warn(f"{func}: λ̂ changed between every pair of neighbouring stable step sizes "
+                      f"(no plateau); using the largest stable one, {cal.step_size:.3g}. Check "
+                      "with longer runs (n_draws)", LLCWarning, stacklevel=2)
     if not cal.ok:
         warnings.warn(f"{func}: no step size was stable (converged, no divergence, acceptance "
                       f">= {acceptance_target}); using the smallest, {cal.step_size:.3g}. Try "

@@ -518,40 +518,128 @@ def member_module(template: nn.Module, params: dict, buffers: dict, i: int) -> n
     return m
 
 
+def flat_members(params: dict) -> torch.Tensor:
+    """Stacked parameters flattened per member, ``(N, D)`` (``named_parameters()`` order)."""
+    n = next(iter(params.values())).shape[0]
+    return torch.cat([v.detach().reshape(n, -1) for v in params.values()], dim=1)
+
+
+def members_potential(template: nn.Module, params: dict, buffers: dict, x: torch.Tensor,
+                      y: torch.Tensor, loss: Any, chain_member: np.ndarray,
+                      l2: float = 0.0, chunk: int = 4096) -> Any:
+    """A batched-SGLD potential (``fractaldiff.bayes`` engine) for chains started at members.
+
+    Chain ``c`` evaluates the template with flat parameters ``W[c]`` and the buffers of member
+    ``chain_member[c]`` (eval mode: BatchNorm uses that member's running statistics). The
+    mean loss is ``L_n(w) + l2/2 * ||w||^2`` (``l2 = 1 / (nβ σ²)`` puts a Gaussian prior
+    N(0, σ² I) into the SGLD drift ``nβ ∇``).
+    """
+    from torch.func import functional_call, vmap
+
+    from ._engine import Potential, resolve_loss, value_and_grad_sum
+
+    loss_f = resolve_loss(loss, "compare_posterior")
+    names = list(params)
+    shapes = [tuple(v.shape[1:]) for v in params.values()]
+    sizes = [int(np.prod(s)) if s else 1 for s in shapes]
+    cm = torch.as_tensor(np.asarray(chain_member, dtype=np.int64))
+    bufs = {k: v[cm].detach() for k, v in buffers.items()}
+    template.eval()
+
+    def f(w: torch.Tensor, b: dict, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        p = {k: t.view(s) for k, t, s in zip(names, torch.split(w, sizes), shapes)}
+        val = loss_f(functional_call(template, (p, b), (xb,)), yb)
+        if l2:
+            val = val + 0.5 * l2 * (w * w).sum()
+        return val
+
+    vb = vmap(f, in_dims=(0, 0, 0, 0))
+    vf = vmap(f, in_dims=(0, 0, None, None))
+    n = int(x.shape[0])
+
+    def value_and_grad(W: torch.Tensor, idx: torch.Tensor | None):
+        if idx is None:
+            return value_and_grad_sum(lambda w: vf(w, bufs, x, y), W)
+        return value_and_grad_sum(lambda w: vb(w, bufs, x[idx], y[idx]), W)
+
+    def full_loss(W: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(W.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            for a in range(0, n, chunk):
+                b = min(n, a + chunk)
+                total += vf(W, bufs, x[a:b], y[a:b]).double() * (b - a)
+        return (total / n).to(W.dtype)
+
+    D = sum(sizes)
+    return Potential(D, n, torch.float32, torch.device("cpu"), value_and_grad, full_loss)
+
+
+def xy_tensors(data: Any, loss: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training inputs and targets as tensors (float32 x; int64 labels or float targets)."""
+    x, y = _train_xy(data)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y)
+    if loss == "cross_entropy":
+        yt = yt.to(torch.int64)
+    elif loss == "mse":
+        yt = yt.to(torch.float32)
+        if yt.ndim == 1:
+            yt = yt[:, None]
+    return xt, yt
+
+
+#: λ̂ settings used at members unless ``llc_kwargs`` overrides them (quick; see docs/posterior.md)
+LLC_MEMBER_DEFAULTS = dict(n_chains=2, n_draws=300, n_burnin=100, step_size=1e-4,
+                           localization=1.0, batch_size=64, nbeta=None, mala_every=0)
+
+
 def _estimate_member_llc(template: nn.Module, params: dict, buffers: dict, data: Any,
                          labels: np.ndarray, medoids: np.ndarray, loss: Any,
                          llc_members: Any, llc_kwargs: dict, seed: int,
                          progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    from . import estimate_llc
+    """λ̂ at chosen members, all in one batched localized-SGLD run of the estimate_llc engine
+    (same estimator as :func:`fractaldiff.bayes.estimate_llc`: nβ = n / log n by default)."""
+    from ._engine import default_nbeta, run_sgld, summarize
 
-    n = len(labels)
+    n_members = len(labels)
     rng = np.random.default_rng(seed)
+    if llc_members != "all" and (isinstance(llc_members, bool) or
+                                 not isinstance(llc_members, numbers.Integral) or
+                                 llc_members < 1):
+        raise ValueError(f"llc_members must be an int >= 1 or 'all', got {llc_members!r}")
     chosen: list[int] = []
     for k, med in enumerate(medoids):
         mem = np.flatnonzero(labels == k)
         rest = rng.permutation(mem[mem != med])
-        if llc_members == "all":
-            take = len(mem)
-        else:
-            if isinstance(llc_members, bool) or not isinstance(llc_members, numbers.Integral) \
-                    or llc_members < 1:
-                raise ValueError(f"llc_members must be an int >= 1 or 'all', got "
-                                 f"{llc_members!r}")
-            take = int(llc_members)
+        take = len(mem) if llc_members == "all" else int(llc_members)
         chosen += [int(med)] + [int(v) for v in rest[: max(0, take - 1)]]
-    x, y = _train_xy(data)
-    kw = {"n_chains": 4, "n_draws": 300, "n_burnin": 100, "step_size": 1e-4,
-          "seed": seed, "warn": False}
+    unknown = set(llc_kwargs) - set(LLC_MEMBER_DEFAULTS)
+    if unknown:
+        raise ValueError(f"llc_kwargs: unknown settings {sorted(unknown)}; known: "
+                         f"{sorted(LLC_MEMBER_DEFAULTS)}")
+    kw = dict(LLC_MEMBER_DEFAULTS)
     kw.update(llc_kwargs)
-    vals = np.full(n, np.nan)
-    ses = np.full(n, np.nan)
-    it = chosen
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(chosen, desc="LLC at members", leave=False)
-    for i in it:
-        m = member_module(template, params, buffers, i)
-        res = estimate_llc(m, (x, y), loss=loss, **kw)
-        vals[i] = float(res.mean)
-        ses[i] = float(res.stderr)
+    x, y = xy_tensors(data, loss)
+    n = int(x.shape[0])
+    nb = float(kw["nbeta"]) if kw["nbeta"] is not None else default_nbeta(n)
+    nc = int(kw["n_chains"])
+    chain_member = np.repeat(np.asarray(chosen), nc)
+    pot = members_potential(template, params, buffers, x, y, loss, chain_member)
+    W = flat_members(params)[torch.as_tensor(chain_member)].float().contiguous()
+    init = pot.full_loss(W[::nc]).double().numpy()
+    C = W.shape[0]
+    batch = min(int(kw["batch_size"]), n) if kw["batch_size"] else None
+    run = run_sgld(pot, W, nbeta=torch.full((C,), nb, dtype=torch.float64),
+                   gamma=torch.full((C,), float(kw["localization"]), dtype=torch.float64),
+                   eps=torch.full((C,), float(kw["step_size"]), dtype=torch.float64),
+                   n_steps=int(kw["n_draws"]), batch_size=batch, seed=seed,
+                   mala_every=int(kw["mala_every"]), progress=progress, desc="LLC at members")
+    vals = np.full(n_members, np.nan)
+    ses = np.full(n_members, np.nan)
+    for j, i in enumerate(chosen):
+        g = slice(j * nc, (j + 1) * nc)
+        s = summarize(run.trace[g], float(init[j]), nb, int(kw["n_burnin"]),
+                      run.acceptance[g], pot.n_params)
+        vals[i] = s.mean
+        ses[i] = s.stderr
     return vals, ses

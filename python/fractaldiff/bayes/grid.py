@@ -97,7 +97,8 @@ def grid_llc(
     n_points : int, optional
         Grid points per axis (default 20001, 1201, 161 for d = 1, 2, 3).
     volume_fraction : (float, float), optional
-        Range of V(ε)/V(ball) fitted (default: from 400 grid cells up to 0.05).
+        Range of V(ε)/V(ball) fitted (default: from 400 grid cells, at most 0.005, up to
+        0.05).
     chunk : int
         Grid points per vmapped evaluation.
 
@@ -162,7 +163,7 @@ def grid_llc(
     ball = dist2 <= r.min() ** 2
     kb = np.sort(k[ball])
     total = kb.size
-    lo_frac, hi_frac = volume_fraction if volume_fraction is not None else (400.0 / total, 0.05)
+    lo_frac, hi_frac = volume_fraction if volume_fraction is not None else (min(400.0 / total, 0.005), 0.05)
     if not 0 < lo_frac < hi_frac <= 1:
         raise ValueError(f"{func}: volume_fraction must be (lo, hi) with 0 < lo < hi <= 1")
     ranks = np.unique(np.geomspace(max(1, lo_frac * total), hi_frac * total, 40).astype(int))
