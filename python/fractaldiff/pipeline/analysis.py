@@ -291,7 +291,7 @@ def analyze_trajectory(W: np.ndarray, steps: np.ndarray, *, layout: list | None 
             out["box_counting_dimension"] = est(bc.dimension, bc.stderr,
                                                 (bc.dimension - 1.96 * bc.stderr,
                                                  bc.dimension + 1.96 * bc.stderr))
-        except (ValueError, TypeError, RuntimeError) as exc:
+        except Exception as exc:  # reported, the other analyses go on
             out["box_counting_dimension"] = {"error": str(exc)}
         try:
             theiler = max(1, min(Wd.shape[0] // 10, 20))
@@ -300,7 +300,7 @@ def analyze_trajectory(W: np.ndarray, steps: np.ndarray, *, layout: list | None 
                 cd.dimension, cd.stderr, (cd.dimension - 1.96 * cd.stderr,
                                           cd.dimension + 1.96 * cd.stderr),
                 takens=est(cd.takens, cd.takens_stderr), theiler=theiler)
-        except (ValueError, TypeError, RuntimeError) as exc:
+        except Exception as exc:  # reported, the other analyses go on
             out["correlation_dimension"] = {"error": str(exc)}
     return out
 

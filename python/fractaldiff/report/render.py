@@ -22,6 +22,9 @@ def fmt(d: Any, digits: int = 3) -> str:
         return "n/a"
     v = d["value"]
     se = d.get("stderr")
+    if se is None and d.get("ci") and None not in d["ci"]:
+        lo, hi = d["ci"]
+        return f"{v:.{digits}g} [{lo:.2g}, {hi:.2g}]"
     if se is None:
         se = d.get("sd")
         if se is not None:
