@@ -1,4 +1,4 @@
-// Bindings used by the snapshot store: a one-pass row checksum + non-finite scan.
+// Bindings used by the snapshot store: the append paths (direct, queued, parts) and the row digest.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 

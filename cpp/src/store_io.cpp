@@ -1,5 +1,6 @@
-// One-call append for the snapshot store (used for rows below 1 MiB, where the Python-level
-// sequence of checks and writes cost as much as the writes themselves).
+// One-call appends for the snapshot store: every append path (direct, queued, parts) ends in
+// commit_append or commit_append_parts below, which write in the order that makes a store
+// crash-safe: row, metadata line, commit record.
 #include "fractaldiff/store_io.hpp"
 
 #include <fcntl.h>
@@ -10,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "fractaldiff/digest.hpp"
@@ -17,6 +20,9 @@
 namespace fractaldiff {
 
 namespace {
+
+/// Rows at least this large are written on a helper thread while the digest is computed.
+constexpr int64_t kOverlapBytes = int64_t(1) << 20;
 
 struct Crc32Table {
   uint32_t v[256];
@@ -131,15 +137,38 @@ AppendResult commit_append(int fd_data, const void* row, int64_t row_bytes, int 
                            uint64_t count, uint64_t meta_end, bool checksum,
                            bool allow_nonfinite, bool durable, const RowDigest* digest) {
   AppendResult r;
-  const RowDigest d = digest ? *digest : digest_row(row, row_bytes, elem_size, 1);
-  r.n_nonfinite = d.n_nonfinite;
-  if (d.n_nonfinite && !allow_nonfinite) return r;
-  r.row_checksum = checksum ? static_cast<uint32_t>(d.checksum & 0xFFFFFFFFu) : 0u;
   auto fail = [&r](int err, int stage) {
     r.error = err;
     r.stage = stage;
     return r;
   };
+  if (!digest && row_bytes >= kOverlapBytes) {
+    // large rows: write on a helper thread while this one computes the digest (both are
+    // memory-bound passes over the row); nothing points to the row before its commit record,
+    // so a refused (non-finite) row written meanwhile is past the committed data and harmless
+    int write_err = 0;
+    bool written = false;
+    RowDigest d;
+    try {
+      std::thread writer([&] { write_err = pwrite_all(fd_data, row, row_bytes, row_offset); });
+      d = digest_row(row, row_bytes, elem_size, 1);
+      writer.join();
+      written = true;
+    } catch (const std::system_error&) {  // no thread available: one pass after the other
+      d = digest_row(row, row_bytes, elem_size, 1);
+    }
+    r.n_nonfinite = d.n_nonfinite;
+    if (d.n_nonfinite && !allow_nonfinite) return r;
+    r.row_checksum = checksum ? static_cast<uint32_t>(d.checksum & 0xFFFFFFFFu) : 0u;
+    if (!written) write_err = pwrite_all(fd_data, row, row_bytes, row_offset);
+    if (write_err) return fail(write_err, 1);
+    return finish_append(r, fd_data, fd_meta, meta, meta_bytes, meta_offset, fd_commits,
+                         commit_offset, count, meta_end, durable);
+  }
+  const RowDigest d = digest ? *digest : digest_row(row, row_bytes, elem_size, 1);
+  r.n_nonfinite = d.n_nonfinite;
+  if (d.n_nonfinite && !allow_nonfinite) return r;
+  r.row_checksum = checksum ? static_cast<uint32_t>(d.checksum & 0xFFFFFFFFu) : 0u;
   if (int e = pwrite_all(fd_data, row, row_bytes, row_offset)) return fail(e, 1);
   return finish_append(r, fd_data, fd_meta, meta, meta_bytes, meta_offset, fd_commits,
                        commit_offset, count, meta_end, durable);

@@ -17,7 +17,8 @@ struct AppendResult {
 };
 
 /// Append one snapshot: if the row has non-finite values and !allow_nonfinite, nothing is
-/// written and n_nonfinite > 0 tells why. Otherwise: row at row_offset of fd_data, metadata
+/// committed and n_nonfinite > 0 tells why (a row of 1 MiB or more may have been written past
+/// the committed data: its write overlaps the digest on a helper thread). Otherwise: row at row_offset of fd_data, metadata
 /// line at meta_offset of fd_meta (fdatasync both when durable), then the 32-byte commit record
 /// {"FDC1", flags 0, count, meta_end, row checksum, CRC-32 of the first 28 bytes} at
 /// commit_offset of fd_commits (fdatasync when durable). The order is what makes appends

@@ -40,26 +40,26 @@ they are opened with ``torch.load(..., weights_only=True, mmap=True)``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .store import (
-    LayoutEntry,
-    ParameterLayout,
-    _check_block_range,
-    _check_dtype_arg,
-    _check_out,
-    _column_blocks,
-    _pread_all,
-    _split_key,
+from ._arrays import (
+    check_block_range,
+    check_out,
+    check_store_dtype,
+    column_blocks,
+    pread_all,
+    split_key,
 )
+from .format import load_json
+from .layout import LayoutEntry, ParameterLayout
 
 __all__ = ["CheckpointFolder", "step_from_name"]
 
@@ -104,11 +104,24 @@ def step_from_name(relative_path: str | os.PathLike) -> int | None:
     -------
     int or None
         None when the name holds no digits.
+
+    Raises
+    ------
+    ValueError
+        The step does not fit in int64.
     """
     p = Path(relative_path)
     text = p.with_suffix("").as_posix() if p.suffix else p.as_posix()
     m = _STEP_RE.search(text)
-    return None if m is None else int(m.group(1))
+    if m is None:
+        return None
+    digits = m.group(1).lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) >= 2**63:
+        raise ValueError(
+            f"{relative_path}: step number {m.group(1)} does not fit in int64 (the step is the "
+            f"last run of digits in the path); rename the file or narrow pattern="
+        )
+    return int(digits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,14 +129,60 @@ def step_from_name(relative_path: str | os.PathLike) -> int | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _header_entry(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...], int, int]:
+    """(dtype code, shape, begin, end) of one safetensors header entry, strictly typed: shape a
+    list of non-negative ints, data_offsets a list of two ints 0 <= begin <= end."""
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: header entry for tensor {name!r} is not a JSON object")
+    code = info.get("dtype")
+    shape = info.get("shape")
+    offsets = info.get("data_offsets")
+    if not isinstance(code, str):
+        raise ValueError(f"{path}: tensor {name!r} has dtype {code!r}, not a string")
+    if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
+        raise ValueError(
+            f"{path}: tensor {name!r} has shape {shape!r}; a shape must be a list of "
+            f"non-negative integers"
+        )
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_int(x) for x in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise ValueError(
+            f"{path}: tensor {name!r} has data_offsets {offsets!r}; they must be a list of two "
+            f"integers 0 <= begin <= end"
+        )
+    return code, tuple(shape), offsets[0], offsets[1]
+
+
+def _open_regular(path: Path) -> int:
+    """Open a checkpoint file for reading without blocking on a FIFO or device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class _SafetensorsFile:
     """Header of one safetensors file; reads flat ranges of its tensors."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(8)
+        fd = _open_regular(path)
+        try:
+            size = os.fstat(fd).st_size
+            head = pread_all(fd, 8, 0)
             if len(head) < 8:
                 raise ValueError(f"{path} is not a safetensors file: only {size} bytes")
             n = int.from_bytes(head, "little")
@@ -132,30 +191,26 @@ class _SafetensorsFile:
                     f"{path} is not a valid safetensors file (truncated or corrupt): its header "
                     f"length is {n} bytes but the file has {size} bytes"
                 )
-            raw = fh.read(n)
+            raw = pread_all(fd, n, 8)
+        finally:
+            os.close(fd)
         try:
-            header = json.loads(raw.decode("utf-8"))
-            if not isinstance(header, dict):
-                raise ValueError("the header is not a JSON object")
-        except (UnicodeDecodeError, ValueError) as exc:
+            header = load_json(raw, "its header")
+        except ValueError as exc:
             raise ValueError(f"{path} has a corrupt safetensors header: {exc}") from None
+        if not isinstance(header, dict):
+            raise ValueError(f"{path} has a corrupt safetensors header: not a JSON object")
         self.data_start = 8 + n
         data_size = size - self.data_start
         self.tensors: dict[str, tuple[str, tuple[int, ...], int]] = {}
         for name in sorted(k for k in header if k != "__metadata__"):
-            info = header[name]
-            try:
-                code = info["dtype"]
-                shape = tuple(int(s) for s in info["shape"])
-                begin, end = (int(x) for x in info["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise ValueError(f"{path}: malformed header entry for tensor {name!r}") from None
+            code, shape, begin, end = _header_entry(path, name, header[name])
             if code not in _ST_DTYPES:
                 raise ValueError(f"{path}: tensor {name!r} has unknown dtype {code!r}")
             npdt = _ST_DTYPES[code]
             if npdt is not None:
                 need = math.prod(shape) * np.dtype(npdt).itemsize
-                if end - begin != need or begin < 0:
+                if end - begin != need:
                     raise ValueError(
                         f"{path}: tensor {name!r} ({code}, shape {list(shape)}) should take "
                         f"{need} bytes but its data_offsets are [{begin}, {end})"
@@ -185,7 +240,7 @@ class _SafetensorsFile:
 class _SafetensorsReader:
     def __init__(self, meta: _SafetensorsFile) -> None:
         self.meta = meta
-        self.fd = os.open(meta.path, os.O_RDONLY)
+        self.fd = _open_regular(meta.path)
 
     def read_into(self, name: str, a: int, b: int, dst: np.ndarray) -> None:
         code, _, begin = self.meta.tensors[name]
@@ -208,7 +263,7 @@ class _SafetensorsReader:
             if got != nbytes:
                 raise ValueError(f"{self.meta.path} is truncated (it changed while being read)")
             return
-        raw = _pread_all(self.fd, nbytes, offset)
+        raw = pread_all(self.fd, nbytes, offset)
         if len(raw) != nbytes:
             raise ValueError(f"{self.meta.path} is truncated (it changed while being read)")
         src = np.frombuffer(raw, dtype=src_dt)
@@ -450,7 +505,7 @@ class CheckpointFolder:
             any64 = any(m.dtype_name(n) == "float64" for m in self._metas for n in names)
             self._dtype = np.dtype(np.float64 if any64 else np.float32)
         else:
-            self._dtype = _check_dtype_arg(dtype)
+            self._dtype = check_store_dtype(dtype)
         self._offsets = np.array([e.offset for e in entries], dtype=np.int64)
 
     def _select(self, first: Any, params: Any) -> list[str]:
@@ -564,16 +619,16 @@ class CheckpointFolder:
             ``(T, stop - start)``. Only the bytes of those columns are read from each file
             (safetensors) or each file's memory-mapped tensors (torch).
         """
-        start, stop = _check_block_range(start, stop, self._n_params)
-        out = _check_out(out, (len(self.files), stop - start), self._dtype)
+        start, stop = check_block_range(start, stop, self._n_params)
+        out = check_out(out, (len(self.files), stop - start), self._dtype)
         return self._read(range(len(self.files)), start, stop, out)
 
     def column_blocks(self, width: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, block)`` for consecutive column blocks of ``width`` columns."""
-        return _column_blocks(self, self._n_params, width)
+        return column_blocks(self, self._n_params, width)
 
     def __getitem__(self, key: Any) -> Any:
-        rkey, ckey = _split_key(key)
+        rkey, ckey = split_key(key)
         t_count, d = self.shape
         squeeze_r = squeeze_c = False
         if isinstance(rkey, (int, np.integer)) and not isinstance(rkey, (bool, np.bool_)):

@@ -34,14 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io.store import (
-    _NATIVE_APPEND,
-    ParameterLayout,
-    PartsWriter,
-    SnapshotStore,
-    is_store,
-    open_store,
-)
+from ..io.layout import ParameterLayout
+from ..io.store import PartsWriter, SnapshotStore, is_store, open_store
 from .online import OnlineAccumulators
 
 __all__ = ["NonFiniteLossError", "Recorder", "log_schedule"]
@@ -357,14 +351,12 @@ class Recorder:
         )
         can_direct = (
             store_only_cpu
-            and _NATIVE_APPEND
-            and self.store._checksum_kind != "crc32"
             and all(p.dtype == tdtype for _, p in self._params)
         )
         if direct and not can_direct:
             raise ValueError(
                 "direct=True needs CPU parameters of the store's dtype "
-                f"({self.dtype}), a store with fd64 checksums and no online accumulators"
+                f"({self.dtype}) and no online accumulators"
             )
         self._direct = can_direct if direct is None else bool(direct)
         self._parts: PartsWriter | None = None  # the direct writer over the parameters
@@ -714,7 +706,7 @@ class Recorder:
             meta = self._meta_dict(epoch, lr, batch_size, loss, nonfinite, extra)
             meta["step"] = step
             meta["nonfinite"] = bool(meta.get("nonfinite", False))
-            line, _ = self.store._prepare_meta(meta)
+            line, _ = self.store.metadata_line(meta)
         if writer is None:  # a parameter is not contiguous: gather it first
             slot = self._slots[0]
             self._capture(slot, None)

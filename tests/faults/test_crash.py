@@ -17,7 +17,12 @@ import time
 import numpy as np
 import pytest
 
-from fractaldiff.io.store import SnapshotStore, open_store
+from fractaldiff.io.store import (
+    SnapshotStore,
+    StoreCorruptedError,
+    StoreRecoveryWarning,
+    open_store,
+)
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL"
@@ -29,7 +34,12 @@ WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from fractaldiff.io.store import SnapshotStore, open_store, is_store
+    from fractaldiff.io.store import (
+    SnapshotStore,
+    StoreCorruptedError,
+    StoreRecoveryWarning,
+    open_store,
+), is_store
 
     path, d, durable, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
     parts_mode = sys.argv[5] == "parts"  # rows written from two arrays (parts_writer)
@@ -187,21 +197,27 @@ def test_torn_tails_are_ignored_and_cut_on_resume(tmp_path):
         fh.write(b'{"step":5,"wall')  # a torn metadata line
     with open(path / "commits.bin", "ab") as fh:
         fh.write(b"FDC1\x00\x00\x00\x00\x06\x00\x00")  # a torn commit record
-    with open_store(path) as s:  # readers ignore the tail
-        assert len(s) == 5 and np.array_equal(s[:], rows[:5]) and s.steps.tolist() == list(range(5))
-    # a complete commit record whose checksum does not match (torn inside) is ignored too
+    with pytest.warns(StoreRecoveryWarning, match="torn commit record"):
+        with open_store(path) as s:  # readers ignore the tail, naming it
+            assert len(s) == 5 and np.array_equal(s[:], rows[:5])
+            assert s.steps.tolist() == list(range(5))
+    # a complete commit record whose checksum does not match is damage, not a torn tail
     with open(path / "commits.bin", "r+b") as fh:
         rec = bytearray(fh.read(32))  # record 0 as a template
         fh.seek(5 * 32)
         rec[8] = 6
         fh.write(bytes(rec))
         fh.truncate()
-    with open_store(path) as s:
-        assert len(s) == 5
-    with open_store(path, mode="a") as s:  # the writer cuts the tail off, then appends
-        assert len(s) == 5
-        assert (path / "snapshots.bin").stat().st_size == 5 * d * 4
-        s.append(rows[5], step=5)
+    with pytest.raises(StoreCorruptedError, match="commit record 5 of 6"):
+        open_store(path)
+    with pytest.warns(StoreRecoveryWarning, match="commit record 5 of 6"):
+        with open_store(path, recover=True) as s:
+            assert len(s) == 5
+    with pytest.warns(StoreRecoveryWarning):
+        with open_store(path, mode="a", recover=True) as s:  # cut the tail off, then append
+            assert len(s) == 5
+            assert (path / "snapshots.bin").stat().st_size == 5 * d * 4
+            s.append(rows[5], step=5)
     with open_store(path) as s:
         assert np.array_equal(s[:], rows) and s.steps.tolist() == list(range(6))
         assert s.verify() == 6
