@@ -41,7 +41,7 @@ namespace kern {
 constexpr int kBoxRows = 128;       ///< snapshots per block (one thread each)
 constexpr int kBoxTile = 32;        ///< columns per shared-memory tile
 constexpr int kBoxKeyChunk = 256;   ///< columns whose keys are staged in shared memory at once
-constexpr double kBoxQLimit = 2147483648.0;  ///< 2^31, exclusive bound of q (as on the CPU)
+using hd::kBoxQLimit;  ///< 2^31, exclusive bound of q (hd_common.hpp, as on the CPU)
 
 /// Arguments of box_ids_kernel (by value; 64-bit sizes and strides in elements).
 struct BoxArgs {

@@ -76,3 +76,65 @@ def sqdist_direct(X) -> np.ndarray:
     if X.ndim == 1:
         X = X[:, None]
     return squareform(pdist(X, "sqeuclidean"))
+
+
+# ---- box-id hash: numpy versions of the definitions in cpp/include/fractaldiff/hd_common.hpp ----
+
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_KEY_MULT = 0xA0761D6478BD642F  # kBoxKeyMult
+
+
+def splitmix64(z) -> np.ndarray:
+    """SplitMix64 finalizer on uint64 arrays (wrapping arithmetic)."""
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def box_grid_seed(seed: int, grid: int) -> int:
+    s = (seed * 0x2545F4914F6CDD1D + grid * 0x9E3779B97F4A7C15) & _MASK64
+    return int(splitmix64([s])[0])
+
+
+def box_key_seed(seed: int, grid: int) -> int:
+    return box_grid_seed(seed, grid) ^ 0x5851F42D4C957F2D
+
+
+def box_grid_offsets(columns, coarsest: float, seed: int = 0, grid: int = 0) -> np.ndarray:
+    d = np.asarray(columns, dtype=np.uint64)
+    h = splitmix64(d ^ np.uint64(box_grid_seed(seed, grid)))
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53 * float(coarsest)
+
+
+def box_keys(key_seed: int, col_start: int, n: int) -> np.ndarray:
+    """(2, n) uint64 keys a_d, b_d of global columns col_start .. col_start + n - 1."""
+    keys = np.empty((2, n), dtype=np.uint64)
+    d = np.arange(col_start, col_start + n, dtype=np.uint64)
+    for which in (0, 1):
+        base = (int(key_seed) ^ ((_KEY_MULT * (which + 1)) & _MASK64)) & _MASK64
+        inner = int(splitmix64([base])[0])
+        with np.errstate(over="ignore"):
+            keys[which] = splitmix64(np.uint64(inner) + d)
+    return keys
+
+
+def box_ids_direct(block, col_start, origin, eps0, n_scales, key_seed) -> np.ndarray:
+    """Box ids (T, n_scales, 2) uint64 of a block, straight from the definition:
+    q = trunc((x - origin) * (1/eps0)), id_s(k) = sum_d key_s(d) * (q_d >> k) mod 2^64."""
+    block = np.asarray(block, dtype=np.float64)
+    if block.ndim == 1:
+        block = block[None, :]
+    y = (block - np.asarray(origin, dtype=np.float64)) * (1.0 / float(eps0))
+    assert np.all((y >= 0) & (y < 2.0**31))
+    q = y.astype(np.int64).astype(np.uint64)
+    keys = box_keys(key_seed, col_start, block.shape[1])
+    ids = np.zeros((block.shape[0], n_scales, 2), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n_scales):
+            qk = q >> np.uint64(k)
+            for s in (0, 1):
+                ids[:, k, s] = (qk * keys[s]).sum(axis=1, dtype=np.uint64)
+    return ids

@@ -9,11 +9,12 @@ from fractaldiff.train.online import (
     OnlineAccumulators,
     OnlineBoxIds,
     RunningDisplacement,
-    _box_keys,
-    _compiled_fold,
     box_grid_offsets,
+    box_key_seed,
     fold_box_ids,
 )
+
+import reference
 
 
 def _walk(rng, t, d, dtype=np.float32, scale=0.01):
@@ -117,38 +118,51 @@ def _slow_box_counts(X, origin, eps0, n_scales):
     return np.array([len({tuple(r) for r in (q >> k)}) for k in range(n_scales)])
 
 
-@pytest.mark.parametrize("use_compiled", [False, True])
-def test_box_ids_match_offline_fold_and_distinct_boxes(rng, use_compiled):
-    if use_compiled and _compiled_fold() is None:
-        pytest.skip("this build has no compiled fold_box_ids kernel")
+def test_box_ids_match_offline_fold_and_distinct_boxes(rng):
     X = _walk(rng, 150, 300, scale=3e-3)
     acc = OnlineBoxIds(300, 1e-3, n_scales=10, seed=4)
     _feed(acc, X)
     # offline: the same hash over the stored block, in two column blocks, with the online grid
     ids = np.zeros((150, 10, 2), dtype=np.uint64)
     for a, b in ((0, 170), (170, 300)):
-        fold_box_ids(X[:, a:b], a, acc.origin[a:b], 1e-3, 10, acc.key_seed, ids,
-                     use_compiled=use_compiled)
+        fold_box_ids(X[:, a:b], a, acc.origin[a:b], 1e-3, 10, acc.key_seed, ids)
     assert np.array_equal(acc.ids, ids)
+    # and the numpy oracle of the hash gives the same bits
+    want = reference.box_ids_direct(X, 0, acc.origin, 1e-3, 10, acc.key_seed)
+    assert np.array_equal(ids, want)
     eps, counts = acc.counts()
     np.testing.assert_allclose(eps, 1e-3 * 2.0 ** np.arange(10))
     assert np.array_equal(counts, _slow_box_counts(X, acc.origin, 1e-3, 10))
     assert counts[0] > counts[-1] >= 1
 
 
-def test_box_ids_numpy_fallback_hash_is_the_kernel_formula():
-    # one coordinate by hand: id = key(d) * q mod 2^64
+def test_box_ids_hash_is_the_kernel_formula():
+    # one coordinate by hand: id = key(d) * q mod 2^64, keys from the numpy oracle
     X = np.array([[0.5, 2.25]])
     origin = np.zeros(2)
     ids = np.zeros((1, 2, 2), dtype=np.uint64)
-    fold_box_ids(X, 7, origin, 0.25, 2, 123, ids, use_compiled=False)
-    keys = _box_keys(123, 7, 2).astype(object)
+    fold_box_ids(X, 7, origin, 0.25, 2, 123, ids)
+    keys = reference.box_keys(123, 7, 2).astype(object)
     for k in range(2):
         q = [2 >> k, 9 >> k]
         for s in range(2):
             assert int(ids[0, k, s]) == (keys[s][0] * q[0] + keys[s][1] * q[1]) % 2**64
     u = box_grid_offsets(np.arange(1000), 2.0, seed=1)
     assert u.min() >= 0 and u.max() < 2.0 and abs(u.mean() - 1.0) < 0.1
+
+
+@pytest.mark.parametrize("seed, grid", [(0, 0), (1, 3), (2**64 + 5, 2), (12345, 0)])
+def test_box_seeding_is_the_one_in_hd_common(seed, grid):
+    # _core (hd_common.hpp) against the numpy oracle of the same definitions
+    from fractaldiff import _core
+
+    assert box_key_seed(seed, grid) == reference.box_key_seed(seed % 2**64, grid)
+    cols = np.arange(0, 5000, 7)
+    np.testing.assert_array_equal(box_grid_offsets(cols, 3.5, seed, grid),
+                                  reference.box_grid_offsets(cols, 3.5, seed % 2**64, grid))
+    ks = reference.box_key_seed(seed % 2**64, grid)
+    np.testing.assert_array_equal(_core.box_keys(ks, 11, 300), reference.box_keys(ks, 11, 300))
+    assert _core.BOX_Q_LIMIT == 2.0**31 and _core.BOX_KEY_MULT == reference._KEY_MULT
 
 
 def test_box_ids_out_of_grid_and_bad_eps():

@@ -9,6 +9,7 @@
 
 #include "common.hpp"
 #include "fractaldiff/api.hpp"
+#include "fractaldiff/hd_common.hpp"
 
 namespace fractaldiff {
 namespace bindings {
@@ -53,10 +54,46 @@ int fold_gram(const py::array& x, const py::object& gram, int n_threads) {
   return active_kernels().gram_fold(m, g, n_threads);
 }
 
+py::array_t<double> box_grid_offsets(
+    py::array_t<int64_t, py::array::c_style | py::array::forcecast> columns, double coarsest,
+    uint64_t seed, uint64_t grid) {
+  if (columns.ndim() != 1) throw std::invalid_argument("columns must be 1-D");
+  const int64_t n = columns.shape(0);
+  py::array_t<double> out(n);
+  const int64_t* d = columns.data();
+  double* o = out.mutable_data();
+  const uint64_t gs = hd::box_grid_seed(seed, grid);
+  {
+    py::gil_scoped_release release;
+    for (int64_t i = 0; i < n; ++i) o[i] = hd::box_grid_offset(gs, d[i], coarsest);
+  }
+  return out;
+}
+
+py::array_t<uint64_t> box_keys(uint64_t key_seed, int64_t col_start, int64_t n) {
+  if (col_start < 0 || n < 0) throw std::invalid_argument("col_start and n must be >= 0");
+  py::array_t<uint64_t> out({int64_t(2), n});
+  uint64_t* k = out.mutable_data();
+  for (int which = 0; which < 2; ++which)
+    for (int64_t i = 0; i < n; ++i) k[which * n + i] = hd::box_key(key_seed, col_start + i, which);
+  return out;
+}
+
 }  // namespace
 
 void register_box(py::module_& m) {
   m.attr("STATUS_OUT_OF_RANGE") = static_cast<int>(kOutOfRange);
+  m.attr("BOX_Q_LIMIT") = hd::kBoxQLimit;
+  m.attr("BOX_KEY_MULT") = py::int_(hd::kBoxKeyMult);
+  m.def("box_key_seed", &hd::box_key_seed, py::arg("seed"), py::arg("grid"),
+        "Seed of the box-id hash keys of grid `grid` under `seed` (both taken mod 2^64 by the "
+        "caller).");
+  m.def("box_grid_offsets", &box_grid_offsets, py::arg("columns"), py::arg("coarsest"),
+        py::arg("seed"), py::arg("grid"),
+        "Random offsets, uniform on [0, coarsest), of the global columns `columns` in grid "
+        "`grid` under `seed` (float64).");
+  m.def("box_keys", &box_keys, py::arg("key_seed"), py::arg("col_start"), py::arg("n"),
+        "(2, n) uint64: the two hash keys of global columns col_start..col_start+n-1.");
   m.def("box_minmax", &box_minmax, py::arg("x"), py::arg("mins"), py::arg("maxs"),
         py::arg("n_threads") = 0,
         "Overwrite mins/maxs (length B) with the per-column min and max of the block x (T, B). "

@@ -1,7 +1,10 @@
 """Turn bad input into clear exceptions before the compiled kernels see it.
 
-Every check names the argument and says what is wrong with it (shape, dtype, range, NaN/Inf
-position) so that users never see a crash or a silent wrong answer.
+Every check names the argument and says what is wrong with it, in one style: ``"name must be
+..., got ..."`` (optionally prefixed by the function: ``"func: name must be ..."``), so users
+never see a crash or a silent wrong answer. :class:`AnalysisOptions` is the one place where the
+options shared by every analysis over parameters (``n_threads``, ``device``, ``memory_limit``,
+``progress``) are checked, and :data:`DOCS` holds their shared numpydoc paragraphs.
 """
 
 from __future__ import annotations
@@ -9,12 +12,25 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
+import textwrap
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "AnalysisOptions",
+    "DEFAULT_MEMORY_LIMIT",
+    "DOCS",
+    "analysis_docs",
+    "shared_docs",
+    "as_float_vector",
     "as_real_array",
+    "check_finite_vector",
+    "check_number",
+    "check_open_fraction",
+    "check_progress",
     "check_int_range",
     "check_positive",
     "check_probability",
@@ -34,6 +50,8 @@ __all__ = [
 ]
 
 _MAX_THREADS = 4096
+#: Default bound on the working set of one pass over a source, in bytes.
+DEFAULT_MEMORY_LIMIT = 512 * 2**20
 
 
 def _is_int(value: Any) -> bool:
@@ -85,8 +103,6 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 def check_memory_limit(memory_limit: Any) -> int:
     """Validate ``memory_limit=``: None (the default, 512 MiB), bytes as an int, or a string
     such as ``"256MB"``, ``"1.5GiB"``. Returns bytes."""
-    from .engine.sources import DEFAULT_MEMORY_LIMIT
-
     if memory_limit is None:
         return DEFAULT_MEMORY_LIMIT
     if isinstance(memory_limit, str):
@@ -104,15 +120,29 @@ def check_memory_limit(memory_limit: Any) -> int:
     else:
         raise TypeError(f"memory_limit must be a number of bytes or a string like '512MB', "
                         f"got {type(memory_limit).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"memory_limit must be a finite number of bytes (at least 1 MiB), got "
+                         f"{memory_limit!r}")
     if not value >= 2**20:
         raise ValueError(f"memory_limit must be at least 1 MiB, got {memory_limit!r}")
     return int(value)
 
 
+def check_progress(progress: Any) -> bool | None:
+    """Validate ``progress=``: True, False or None (automatic: a terminal and >= 1 GiB of data).
+
+    Anything else (a string such as ``"no"``, a number) raises TypeError rather than being read
+    by its truth value."""
+    if progress is None or isinstance(progress, (bool, np.bool_)):
+        return None if progress is None else bool(progress)
+    raise TypeError(f"progress must be True, False or None, got {type(progress).__name__} "
+                    f"{progress!r}")
+
+
 def check_device(device: Any, func: str) -> str:
     """Validate a ``device=`` option: "auto", "cpu", "cuda" or "cuda:N"; returns it lower-cased.
 
-    Whether CUDA is usable is checked where the work is dispatched (fractaldiff._gpu)."""
+    Whether CUDA is usable is checked where the work is dispatched (fractaldiff.engine.gpu)."""
     text = device.strip().lower() if isinstance(device, str) else None
     ok = text in ("auto", "cpu", "cuda")
     if text is not None and text.startswith("cuda:"):
@@ -274,3 +304,142 @@ def format_number(value: float) -> str:
     if value is None or not math.isfinite(value):
         return str(value)
     return f"{value:.4g}"
+
+
+def check_number(value: Any, name: str, *, minimum: float | None = None,
+                 positive: bool = False, strict: bool = False) -> float:
+    """``value`` as a finite float (bools refused).
+
+    ``positive`` requires > 0; ``minimum`` requires >= minimum (> minimum with ``strict``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        kind = "a positive number" if positive else "a number"
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if positive:
+        minimum, strict = 0.0, True
+    if not math.isfinite(value) or (minimum is not None and (
+            value < minimum or (strict and value == minimum))):
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"{name} must be a finite number{bound}, got {value}")
+    return value
+
+
+def check_open_fraction(value: Any, name: str) -> float:
+    """A number strictly between 0 and 1 (a test fraction, a probability)."""
+    return check_fraction(value, name, low_open=True, high_open=True)
+
+
+def check_finite_vector(row: np.ndarray, name: str, func: str) -> None:
+    """Raise ValueError naming the first NaN/Inf of a 1-D array."""
+    bad = ~np.isfinite(row)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{func}: {name} must be finite, got the non-finite value {row[i]} at "
+                         f"index {i}")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """The options every analysis over parameters takes, validated once.
+
+    Attributes
+    ----------
+    func : str
+        The public function's name (for messages).
+    n_threads : int
+        0 for the OpenMP default, else the thread count.
+    device : str
+        "auto", "cpu", "cuda" or "cuda:N".
+    memory_limit : int
+        Bytes.
+    progress : bool or None
+        None: automatic.
+    """
+
+    func: str
+    n_threads: int = 0
+    device: str = "auto"
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    progress: bool | None = None
+
+    @classmethod
+    def check(cls, func: str, *, n_threads: Any = None, device: Any = "auto",
+              memory_limit: Any = None, progress: Any = None) -> AnalysisOptions:
+        """Validate the four options of ``func`` (each raises naming the argument)."""
+        return cls(func, check_n_threads(n_threads), check_device(device, func),
+                   check_memory_limit(memory_limit), check_progress(progress))
+
+
+#: Shared numpydoc paragraphs of the analysis options (see :func:`analysis_docs`).
+DOCS = {
+    "n_threads": """\
+n_threads : int, optional
+    Threads for the compiled kernels (default: all the OpenMP runtime offers; 1 per task on
+    dask).""",
+    "memory_limit": """\
+memory_limit : int or str, optional
+    Bound on the working set, in bytes or as ``"256MB"``/``"2GiB"`` (default 512 MiB). Data
+    read from disk streams through in column blocks that fit; memory-mapped float data is read
+    in place and needs none. On the GPU it bounds the device memory and the pinned staging
+    buffers.""",
+    "progress": """\
+progress : bool, optional
+    Show a progress bar (default None: when stderr is a terminal and the data is >= 1 GiB).""",
+    "device": """\
+device : {"auto", "cpu", "cuda", "cuda:N"}, optional
+    Where to compute. "auto" (default) computes where the data is: on the GPU for torch CUDA
+    tensors and ``__cuda_array_interface__`` arrays (read in place, any strides), else on the
+    CPU. "cuda" also streams host data (numpy, memmaps, stores, pinned tensors) to the GPU in
+    column blocks, through pinned double-buffered copies that overlap the kernels. GPU results
+    agree with the CPU ones (same accumulators, same finish).""",
+    "groups": """\
+groups : mapping, "parameters", "modules" or "layers", optional
+    Parameter groups ``{name: slice | indices | boolean mask}`` (they may overlap), or a
+    grouping of the parameter layout the source records (a snapshot store or a checkpoint
+    folder): ``"parameters"`` one group per recorded tensor (e.g. ``"fc1.weight"``),
+    ``"modules"`` one group per module (the tensor names up to their last dot: ``"fc1"``
+    holds ``"fc1.weight"`` and ``"fc1.bias"``); ``"layers"`` is the same as ``"parameters"``.
+    The result is then a dict with one entry per group and one for the whole (key
+    ``"total"``), all from one pass over the data.""",
+    "start_stop": """\
+start, stop : int, optional
+    Use only snapshots ``start:stop`` (as a Python slice, negative values count from the end);
+    the snapshots outside the range are never read.""",
+}
+
+
+def analysis_docs(*names: str) -> str:
+    """The shared paragraphs of ``names`` (keys of :data:`DOCS`), joined, for a docstring."""
+    return "\n".join(DOCS[n] for n in names)
+
+
+_DOC_SLOT = re.compile(r"^([ \t]*)<<(\w+)>>[ \t]*$", re.M)
+
+
+def shared_docs(obj: Any) -> Any:
+    """Decorator: replace each line ``<<name>>`` of a docstring by the paragraph ``DOCS[name]``,
+    indented as the placeholder is."""
+    doc = getattr(obj, "__doc__", None)
+    if doc:
+        obj.__doc__ = _DOC_SLOT.sub(lambda m: textwrap.indent(DOCS[m.group(2)], m.group(1)), doc)
+    return obj
+
+
+def as_float_vector(x: Any, n_params: int, name: str = "x") -> np.ndarray:
+    """A 1-D floating-point array of length ``n_params`` from numpy or torch, without copies
+    (torch tensors of dtypes other than float16/32/64 become float32)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, without importing torch
+        x = x.detach().cpu()
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must hold floating-point values, got {x.dtype}")
+        if str(x.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
+            x = x.float()
+        x = x.numpy()
+    arr = np.asarray(x)
+    if arr.ndim != 1 or arr.shape[0] != n_params:
+        raise ValueError(
+            f"{name} must be a 1-D vector of n_params={n_params} values, got shape {arr.shape}"
+        )
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must hold floating-point values, got dtype {arr.dtype}")
+    return arr

@@ -47,8 +47,8 @@ typedef uint32_t vuh __attribute__((vector_size(FD_VEC_BYTES / 2)));    ///< kW 
 
 /// Columns per chunk of the box-id kernel: keys and quantized values of a chunk stay in L1.
 constexpr int64_t kBoxChunk = 512;
-/// Largest quantized coordinate (exclusive).
-constexpr double kBoxQLimit = 2147483648.0;  // 2^31
+/// Largest quantized coordinate (exclusive): the one definition in hd_common.hpp.
+using hd::kBoxQLimit;
 
 /// Key of global column d for sum `which` (0 or 1): the one definition shared with the CUDA
 /// kernels (hd_common.hpp), so box ids agree bit for bit across devices.

@@ -66,11 +66,33 @@ FD_HD uint64_t splitmix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-/// Key of global column d for box-id sum `which` (0 or 1) under key_seed; the same function as
-/// the CPU box-counting kernel's box_key, so GPU and CPU box ids agree bit for bit.
+/// Exclusive bound of a quantized box coordinate q = trunc((x - origin) / eps0): 2^31.
+constexpr double kBoxQLimit = 2147483648.0;
+/// Multiplier that separates the two box-id key streams (which = 0, 1).
+constexpr uint64_t kBoxKeyMult = 0xA0761D6478BD642FULL;
+
+/// Key of global column d for box-id sum `which` (0 or 1) under key_seed; the one definition
+/// used by the CPU and CUDA kernels, so their box ids agree bit for bit.
 FD_HD uint64_t box_key(uint64_t key_seed, int64_t d, int which) {
-  return splitmix64(splitmix64(key_seed ^ (0xA0761D6478BD642FULL * (uint64_t(which) + 1))) +
+  return splitmix64(splitmix64(key_seed ^ (kBoxKeyMult * (uint64_t(which) + 1))) +
                     static_cast<uint64_t>(d));
+}
+
+/// Seed of the random offsets of box-counting grid `grid` under `seed` (both mod 2^64).
+FD_HD uint64_t box_grid_seed(uint64_t seed, uint64_t grid) {
+  return splitmix64(seed * 0x2545F4914F6CDD1DULL + grid * 0x9E3779B97F4A7C15ULL);
+}
+
+/// Seed of the box-id hash keys of grid `grid` under `seed`.
+FD_HD uint64_t box_key_seed(uint64_t seed, uint64_t grid) {
+  return box_grid_seed(seed, grid) ^ 0x5851F42D4C957F2DULL;
+}
+
+/// Offset of coordinate d in the grid with seed grid_seed: uniform on [0, coarsest) (53 random
+/// bits times 2^-53, times coarsest).
+FD_HD double box_grid_offset(uint64_t grid_seed, int64_t d, double coarsest) {
+  const uint64_t h = splitmix64(static_cast<uint64_t>(d) ^ grid_seed);
+  return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0) * coarsest;
 }
 
 }  // namespace hd

@@ -1,24 +1,42 @@
-"""The one driver every analysis over parameters goes through: map a kernel over column blocks,
-reduce the partial results.
+"""The one driver every analysis over parameters goes through.
 
-Local data (arrays, memory maps, stores, zarr, HDF5, checkpoint folders) is read block by block
-by :func:`fractaldiff.sources.iter_blocks` (bounded memory, reads overlapping the kernels) and the
-partials are reduced as they come. A dask array is mapped on the dask cluster instead: each
-column chunk (all T rows) becomes a task, and the partials are reduced by a tree of tasks, so
-only one reduced partial travels back.
+:func:`run` folds a snapshot matrix into an accumulator (one per parameter group atom) and
+merges the partial accumulators, on one of three drivers:
+
+* local data (arrays, memory maps, stores, zarr, HDF5, checkpoint folders): read block by block
+  by :func:`~fractaldiff.engine.sources.iter_blocks` (bounded memory, reads overlapping the
+  kernels), folded by the compiled CPU kernels;
+* dask arrays: each column chunk (all T rows) becomes a task, and the partials are reduced by a
+  tree of tasks, so only one reduced partial travels back;
+* the GPU (:mod:`fractaldiff.engine.gpu`): device arrays read in place, host sources streamed.
+
+The driver only calls the :class:`~fractaldiff.engine.accumulators.Accumulator` interface, so
+every analysis runs the same code on every driver.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from .sources import Source, as_source, is_dask_array, iter_blocks, to_kernel_dtype
+from .._validation import AnalysisOptions
+from .accumulators import Accumulator
+from .groups import fold_atoms, group_results, merge_atoms, resolve_groups
+from .sources import Source, as_source, is_dask_array, iter_blocks, select_rows, to_kernel_dtype
 
-__all__ = ["KernelStatus", "check_status", "kernel_error", "map_reduce", "prepare_input"]
+__all__ = [
+    "KernelStatus",
+    "check_status",
+    "column_ranges",
+    "kernel_error",
+    "map_reduce",
+    "prepare_input",
+    "run",
+]
 
 
 class KernelStatus(Exception):
@@ -39,7 +57,8 @@ def check_status(status: int) -> None:
 def prepare_input(X: Any, min_rows: int, what: str, n_threads: int
                   ) -> tuple[Any, int, int, int]:
     """Validate X for an analysis: a snapshot :class:`Source` (anything
-    :func:`~fractaldiff.sources.as_source` takes) or a 2-D dask array (1-D becomes one column).
+    :func:`~fractaldiff.engine.sources.as_source` takes) or a 2-D dask array (1-D becomes one
+    column).
 
     Returns ``(X, T, D, n_threads)``; on dask the default of 0 threads becomes 1 per task (a
     worker runs several tasks at once).
@@ -48,7 +67,7 @@ def prepare_input(X: Any, min_rows: int, what: str, n_threads: int
         if X.ndim == 1:
             X = X[:, None]
         if X.ndim != 2:
-            raise ValueError(f"X must be 1-D (T,) or 2-D (T, D); got a {X.ndim}-D dask array "
+            raise ValueError(f"X must be 1-D (T,) or 2-D (T, D), got a {X.ndim}-D dask array "
                              f"of shape {X.shape}")
         if np.dtype(X.dtype).kind not in "fiub":
             raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
@@ -67,6 +86,9 @@ def kernel_error(status: int, func: str, locate: Callable[[], Any], name: str) -
     """The exception a kernel status code stands for; ``locate()`` finds the first bad value."""
     if status == _core.STATUS_OUT_OF_MEMORY:
         return MemoryError(f"{func}: could not allocate the kernel's workspace")
+    if status == _core.STATUS_OUT_OF_RANGE:
+        return ValueError(f"{func}: a quantized coordinate left [0, 2^31) (or {name} changed "
+                          f"between the min/max pass and the box pass); raise eps0")
     bad = locate()
     if bad is not None:
         t, d, value = bad
@@ -122,7 +144,7 @@ def map_reduce(
     Parameters
     ----------
     X : Source or dask array
-        The snapshot matrix (see :func:`fractaldiff.sources.as_source`).
+        The snapshot matrix (see :func:`fractaldiff.engine.sources.as_source`).
     fn : callable
         ``fn(block, start, *args) -> partial``, block a kernel-ready (T, B) array of the columns
         ``start:start+B``. Must be picklable (a module-level function or a partial of one) when
@@ -134,7 +156,7 @@ def map_reduce(
     func, name
         Function and argument names for error messages (and the progress bar).
     memory_limit, progress
-        For local sources, as in :func:`fractaldiff.sources.iter_blocks`.
+        For local sources, as in :func:`fractaldiff.engine.sources.iter_blocks`.
     """
     args_of = block_args or (lambda a, b: ())
     if is_dask_array(X):
@@ -165,3 +187,86 @@ def map_reduce(
             raise kernel_error(exc.status, func, X.first_nonfinite, X.name) from None
         acc = part if acc is None else reduce([acc, part])
     return acc
+
+
+# ---- the driver ---------------------------------------------------------------------------------
+
+
+def _cpu_fold(n_threads: int, acc: Accumulator, block: np.ndarray, start: int) -> None:
+    check_status(acc.fold(block, start, n_threads))
+
+
+def _fold_block(block, start, proto, groups, n_threads):
+    return fold_atoms(block, start, proto, groups, partial(_cpu_fold, n_threads))
+
+
+def run(X: Any, make: Callable[[int], Accumulator], options: AnalysisOptions, *,
+        min_rows: int, what: str, groups: Any = None, start: Any = None, stop: Any = None
+        ) -> Any:
+    """Fold X into the accumulator ``make(T)`` and merge; returns the merged accumulator, or
+    ``{"total": acc, group: acc, ...}`` with ``groups``.
+
+    Parameters
+    ----------
+    X : anything :func:`~fractaldiff.engine.sources.as_source` takes, a dask array, or an array
+        in CUDA device memory.
+    make : callable
+        ``make(T)``: a zero accumulator for T snapshots (raises for bad per-T arguments).
+    options : AnalysisOptions
+        n_threads, device, memory_limit, progress (validated).
+    min_rows, what
+        At least ``min_rows`` snapshots are needed for ``what`` (the error message).
+    groups : see :func:`fractaldiff.engine.groups.resolve_groups`
+    start, stop : int, optional
+        Only snapshots ``start:stop`` are read.
+    """
+    from .gpu import choose_device, run_gpu
+
+    X = select_rows(X, start, stop)
+    where, index = choose_device(options.device, X, options.func)
+    if where == "cuda":
+        return run_gpu(X, make, options, index, min_rows=min_rows, what=what, groups=groups)
+    X, t, d, nt = prepare_input(X, min_rows, what, options.n_threads)
+    proto = make(t)
+    grp = resolve_groups(groups, X, d)
+    accs = map_reduce(X, partial(_fold_block, proto=proto, groups=grp, n_threads=nt),
+                      merge_atoms, func=options.func, memory_limit=options.memory_limit,
+                      progress=options.progress)
+    return group_results(accs or {}, proto, grp)
+
+
+# ---- per-column ranges (the first pass of box counting) -----------------------------------------
+
+
+def _minmax_block(block: np.ndarray, start: int, n_threads: int) -> list:
+    lo, hi = np.empty(block.shape[1]), np.empty(block.shape[1])
+    check_status(_core.box_minmax(block, lo, hi, n_threads))
+    return [(start, lo, hi)]
+
+
+def _concat(parts: list[list]) -> list:
+    return [item for part in parts for item in part]
+
+
+def column_ranges(X: Any, options: AnalysisOptions, *, what: str = "box counting"
+                  ) -> tuple[Any, int, int, np.ndarray, np.ndarray, str, int]:
+    """Per-column minima and maxima of X: ``(X, T, D, mins, maxs, where, device_index)``.
+
+    X comes back as the validated source (or dask / device array) the following pass reads.
+    On the GPU, device arrays are reduced by ``_core.cuda_box_minmax``; host data by the CPU
+    kernel while it is read.
+    """
+    from .gpu import choose_device, gpu_column_ranges
+
+    where, index = choose_device(options.device, X, options.func)
+    if where == "cuda":
+        X, t, d, mins, maxs = gpu_column_ranges(X, index, options)
+        return X, t, d, mins, maxs, where, index
+    X, t, d, nt = prepare_input(X, 1, what, options.n_threads)
+    mins, maxs = np.empty(d), np.empty(d)
+    pieces = map_reduce(X, partial(_minmax_block, n_threads=nt), _concat, func=options.func,
+                        memory_limit=options.memory_limit, progress=options.progress)
+    for a, lo, hi in pieces:
+        mins[a:a + lo.size] = lo
+        maxs[a:a + hi.size] = hi
+    return X, t, d, mins, maxs, where, index

@@ -1,12 +1,9 @@
 """CUDA execution of the folds: device arrays, GPU-backed accumulators, host streaming.
 
-The GPU computes exactly the accumulators of the CPU kernels (see :mod:`fractaldiff.diffusion`):
-a :class:`GpuAccumulator` wraps a CPU accumulator, folds column blocks on the device and, when
-flushed, adds the device sums into the CPU accumulator's arrays. So results are finished by the
-same ``result()`` code, and CPU and GPU partial results merge. Box counting and the centred
-Gram matrix fold the same way (:func:`gpu_box_ids`, :func:`gpu_gram`): the device returns the
-per-snapshot box-id sums (bit for bit those of the CPU kernel) or the Gram matrix, and the
-Python code that counts, fits and finishes is shared with the CPU path.
+The GPU computes exactly the accumulators of the CPU kernels: a :class:`GpuAccumulator` wraps
+an accumulator, folds column blocks on the device with the ``_core`` class its ``gpu_kind``
+names and, when flushed, adds the device sums into the accumulator's buffers. So results are
+finished by the same code, and CPU and GPU partial results merge.
 
 Inputs:
 
@@ -15,7 +12,7 @@ Inputs:
   strides, float32 or float64 (torch tensors of other real dtypes are converted one column block
   at a time, within ``memory_limit``);
 * host sources (numpy arrays and memmaps, torch CPU tensors, stores, zarr/HDF5, ...): column
-  blocks from :func:`fractaldiff.sources.iter_blocks` are streamed to the device through two
+  blocks from :func:`fractaldiff.engine.sources.iter_blocks` are streamed to the device through two
   pinned staging buffers and two CUDA streams, the copy of one sub-block overlapping the kernel of
   the previous one. Memory that is already pinned (``tensor.pin_memory()``) is copied straight
   from the source, without staging.
@@ -23,7 +20,6 @@ Inputs:
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -37,12 +33,11 @@ __all__ = [
     "as_device_matrix",
     "choose_device",
     "cuda_usable",
-    "gpu_box_ids",
     "gpu_column_ranges",
-    "gpu_gram",
     "gpu_input",
     "is_device_array",
     "resolve_device",
+    "run_gpu",
 ]
 
 
@@ -271,43 +266,36 @@ def device_first_nonfinite(dm: DeviceMatrix):
 
 
 class GpuAccumulator:
-    """A CPU accumulator (MSDAccumulator, LagsAccumulator, DisplacementAccumulator) whose folds
-    run on a CUDA device; :meth:`flush` adds the device sums into it."""
+    """An :class:`~fractaldiff.engine.accumulators.Accumulator` whose folds run on a CUDA
+    device: one ``_core`` fold of its ``gpu_kind`` per entry of its ``gpu_specs()``;
+    :meth:`flush` adds the device sums into the accumulator's buffers."""
 
     def __init__(self, acc, device: int, memory_limit: int) -> None:
-        from .accumulators import DisplacementAccumulator, LagsAccumulator, MSDAccumulator
-
         self.acc = acc
-        if isinstance(acc, MSDAccumulator):
-            self._fold = _core.GpuFold("msd_fft", device, acc.n_rows, n_direct=acc.n_direct,
-                                       memory_limit=memory_limit)
-        elif isinstance(acc, LagsAccumulator):
-            self._fold = _core.GpuFold("msd_lags", device, acc.n_rows, lags=acc.lags,
-                                       memory_limit=memory_limit)
-        elif isinstance(acc, DisplacementAccumulator):
-            self._fold = _core.GpuFold("displacement", device, acc.n_rows, ref=acc.ref,
-                                       memory_limit=memory_limit)
-        else:  # pragma: no cover - programming error
-            raise TypeError(f"no GPU kernel for {type(acc).__name__}")
+        specs = acc.gpu_specs()
+        per_fold = max(2**20, memory_limit // len(specs))
+        make = getattr(_core, acc.gpu_kind)
+        self.folds = [make(device=device, memory_limit=per_fold, **spec) for spec in specs]
 
-    @property
-    def n_cols(self) -> int:
-        return self.acc.n_cols
-
-    def fold(self, block, n_threads: int = 0) -> int:
+    def fold(self, block, start: int) -> None:
         """Fold a host numpy block or a DeviceMatrix; errors surface at :meth:`flush`."""
-        fold_block(self._fold, block)
+        for i, fold in enumerate(self.folds):
+            self.acc.gpu_prepare(i, fold, start, block.shape[1])
+            fold_block(fold, block)
         self.acc.n_cols += block.shape[1]
-        return _core.STATUS_OK
 
     def flush(self) -> int:
-        """Wait for the device, add its sums into the CPU accumulator; returns a status code."""
-        return self._fold.finish(*self.acc._arrays())
+        """Wait for the device, add its sums into the accumulator; returns a status code."""
+        status = _core.STATUS_OK
+        for i, fold in enumerate(self.folds):
+            st = self.acc.gpu_collect(i, fold)
+            status = status if status != _core.STATUS_OK else st
+        return status
 
 
 def fold_block(fold, block) -> None:
     """Fold a host numpy block (streamed through the pinned staging buffers) or a DeviceMatrix
-    (read in place) into a ``_core.GpuFold``."""
+    (read in place) into a ``_core`` GPU fold."""
     if isinstance(block, DeviceMatrix):
         block.fold_into(fold)
         if block.temporary:
@@ -321,14 +309,15 @@ def gpu_input(X: Any, limit: int, progress: Any, func: str, min_rows: int, what:
 
     Device arrays are read in place (:class:`DeviceMatrix` blocks; torch tensors of other real
     dtypes are converted block by block within ``limit`` bytes); host sources stream as numpy
-    blocks from :func:`fractaldiff.sources.iter_blocks`, which ``GpuFold.fold_host`` stages
-    through pinned buffers.
+    blocks from :func:`fractaldiff.engine.sources.iter_blocks`, which the folds' ``fold_host``
+    stage through pinned buffers.
 
     Returns
     -------
     (T, D, blocks, locate, src)
         ``blocks()`` yields ``(start, block)`` afresh on every call; ``locate()`` finds the first
-        NaN/Inf as ``(t, d, value)`` or None; ``src`` is the host Source (None for device data).
+        NaN/Inf as ``(t, d, value)`` or None; ``src`` is X itself for device data, else the
+        host Source.
     """
     from .sources import as_source, iter_blocks
 
@@ -339,7 +328,7 @@ def gpu_input(X: Any, limit: int, progress: Any, func: str, min_rows: int, what:
             raise ValueError(f"X has T={t} snapshot(s); {what} needs at least {min_rows}")
         if d == 0:
             raise ValueError(f"X has D=0 parameters (shape {dm.shape})")
-        return t, d, (lambda: device_blocks(dm, limit)), (lambda: device_first_nonfinite(dm)), None
+        return t, d, (lambda: device_blocks(dm, limit)), (lambda: device_first_nonfinite(dm)), X
     src = as_source(X, "X")
     src.require(min_rows=min_rows, what=what)
 
@@ -349,16 +338,57 @@ def gpu_input(X: Any, limit: int, progress: Any, func: str, min_rows: int, what:
     return src.n_rows, src.n_cols, blocks, src.first_nonfinite, src
 
 
-def gpu_column_ranges(X: Any, device: int, limit: int, progress: Any, func: str,
-                      n_threads: int = 0) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Per-column min and max for box counting: ``(T, D, mins, maxs)``.
+def run_gpu(X: Any, make, options, device: int, *, min_rows: int, what: str, groups: Any = None):
+    """The GPU driver of :func:`fractaldiff.engine.folds.run` (same arguments and result):
+    device arrays are read in place, host sources stream in column blocks; each group atom's
+    accumulator gets its own device folds, flushed into it at the end."""
+    from .folds import KernelStatus, kernel_error
+    from .groups import fold_atoms, group_results, resolve_groups
+
+    func, limit = options.func, options.memory_limit
+    t, d, blocks, locate, src = gpu_input(X, limit, options.progress, func, min_rows, what)
+    proto = make(t)
+    grp = resolve_groups(groups, src, d)
+    # each GPU accumulator (one per group atom) holds its own staging buffers
+    per_acc = max(2**20, limit // (1 if grp is None else len(grp) + 1))
+    gaccs: dict[bytes, GpuAccumulator] = {}
+
+    class _Proto:  # fold_atoms creates one GPU accumulator per atom from this
+        column_positions = proto.column_positions
+
+        @staticmethod
+        def empty():
+            return GpuAccumulator(proto.empty(), device, per_acc)
+
+    def fold(gacc, block, start):
+        gacc.fold(block, start)
+
+    try:
+        for start, block in blocks():
+            fold_atoms(block, start, _Proto, grp, fold, accs=gaccs)
+    except KernelStatus as exc:
+        raise kernel_error(exc.status, func, locate, "X") from None
+    status = _core.STATUS_OK
+    for gacc in gaccs.values():
+        st = gacc.flush()
+        status = status if status != _core.STATUS_OK else st
+    if status != _core.STATUS_OK:
+        raise kernel_error(status, func, locate, "X")
+    return group_results({key: g.acc for key, g in gaccs.items()}, proto, grp)
+
+
+def gpu_column_ranges(X: Any, device: int, options) -> tuple[Any, int, int, np.ndarray,
+                                                              np.ndarray]:
+    """Per-column min and max for box counting: ``(X, T, D, mins, maxs)``.
 
     Device arrays are reduced on the GPU (``_core.cuda_box_minmax``); host sources by the CPU
     kernel while they are read (the GPU would only add a copy).
     """
     from .folds import kernel_error
 
-    t, d, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, "box counting")
+    limit = options.memory_limit
+    t, d, blocks, locate, src = gpu_input(X, limit, options.progress, options.func, 1,
+                                          "box counting")
     mins, maxs = np.empty(d), np.empty(d)
     for start, block in blocks():
         b = block.shape[1]
@@ -368,56 +398,7 @@ def gpu_column_ranges(X: Any, device: int, limit: int, progress: Any, func: str,
                                            block.strides[0], block.strides[1], device, lo, hi,
                                            limit)
         else:
-            status = _core.box_minmax(block, lo, hi, n_threads)
+            status = _core.box_minmax(block, lo, hi, options.n_threads)
         if status != _core.STATUS_OK:
-            raise kernel_error(status, func, locate, "X")
-    return t, d, mins, maxs
-
-
-def gpu_box_ids(X: Any, device: int, limit: int, progress: Any, func: str, *, n_scales: int,
-                key_seed: int, eps0: float, origin) -> np.ndarray:
-    """Box-id sums ``(T, n_scales, 2)`` uint64 of all columns, computed on the GPU; bit for bit
-    the sums of the CPU kernel ``_core.fold_box_ids`` over the same columns and origins.
-
-    ``origin(a, b)`` gives the float64 origins of columns a..b-1.
-    """
-    from .folds import kernel_error
-
-    t, _, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, "box counting")
-    fold = _core.GpuFold("box_ids", device, t, memory_limit=limit)
-    fold.configure_box(n_scales, key_seed, eps0)
-    for start, block in blocks():
-        fold.set_box_block(start, origin(start, start + block.shape[1]))
-        fold_block(fold, block)
-    ids = np.zeros((t, n_scales, 2), dtype=np.uint64)
-    status = fold.finish_ids(ids)
-    if status == _core.STATUS_OUT_OF_RANGE:
-        raise ValueError(f"{func}: a quantized coordinate left [0, 2^31) (or X changed between "
-                         f"the min/max pass and the box pass); raise eps0")
-    if status != _core.STATUS_OK:
-        raise kernel_error(status, func, locate, "X")
-    return ids
-
-
-def gpu_gram(X: Any, device: int, limit: int, progress: Any, func: str) -> np.ndarray:
-    """Centred Gram matrix (T, T) float64 computed on the GPU; the lower triangle (j <= i) holds
-    the result, the strict upper triangle scratch (as ``_core.fold_gram`` on the CPU).
-
-    Device memory: the (T, T) result plus staging and partial sums within ``limit`` bytes.
-    """
-    from .folds import kernel_error
-
-    t, _, blocks, locate, _ = gpu_input(X, limit, progress, func, 1, func)
-    fold = _core.GpuFold("gram", device, t, memory_limit=limit)
-    for _, block in blocks():
-        fold_block(fold, block)
-    g = np.zeros((t, t))
-    status = fold.finish(g)
-    if status != _core.STATUS_OK:
-        raise kernel_error(status, func, locate, "X")
-    return g
-
-
-def gpu_env_required() -> bool:
-    """FRACTALDIFF_REQUIRE_GPU=1: tests must not skip GPU cases."""
-    return os.environ.get("FRACTALDIFF_REQUIRE_GPU") == "1"
+            raise kernel_error(status, options.func, locate, "X")
+    return src, t, d, mins, maxs

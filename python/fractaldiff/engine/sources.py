@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import DEFAULT_MEMORY_LIMIT
+
 __all__ = [
     "ArraySource",
     "DEFAULT_BLOCK_BYTES",
@@ -40,10 +42,9 @@ __all__ = [
     "as_source",
     "iter_blocks",
     "is_dask_array",
+    "select_rows",
 ]
 
-#: Default bound on the working set of one pass over a source, in bytes.
-DEFAULT_MEMORY_LIMIT = 512 * 2**20
 #: Largest converted block, in bytes, when no memory_limit is given.
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 
@@ -145,13 +146,6 @@ class Source:
         if d == 0:
             raise ValueError(f"{self.name} has D=0 parameters (shape {self.shape})")
 
-    def column_blocks(
-        self, block_bytes: int = DEFAULT_BLOCK_BYTES
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start_column, block)`` pairs covering all columns in order, each block a
-        kernel-ready ``(T, B)`` array (a zero-copy view where possible)."""
-        yield from iter_blocks(self, memory_limit=3 * block_bytes, progress=False)
-
     def first_nonfinite(self) -> tuple[int, int, float] | None:
         """Position ``(t, d, value)`` of the first NaN/Inf in row-major order, or None."""
         if self.dtype.kind in "iub":
@@ -193,6 +187,7 @@ class ArraySource(Source):
     def __init__(self, data: Any, name: str = "X", layout=None) -> None:
         self.name = name
         self.layout = layout
+        check_not_masked(data, name)
         self._torch = _is_torch_tensor(data)
         if self._torch:
             if data.device.type != "cpu":
@@ -267,6 +262,61 @@ class SlicedSource(Source):
         return rows.reshape(-1, 1) if self._one_d else rows
 
 
+def check_not_masked(data: Any, name: str) -> None:
+    """Refuse numpy masked arrays: the kernels would read the masked values as data."""
+    if isinstance(data, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} must not be a numpy masked array (its masked values would be read as "
+            f"data); pass {name}.filled(value) or {name}.compressed() rows explicitly"
+        )
+
+
+class RowRangeSource(Source):
+    """Snapshots ``start:stop`` of another source; the other rows are never read."""
+
+    def __init__(self, base: Source, start: int, stop: int) -> None:
+        self._base, self._start, self._stop = base, int(start), int(stop)
+        self.name = base.name
+        self.shape = (self._stop - self._start, base.n_cols)
+        self.dtype = base.dtype
+        self.zero_copy = base.zero_copy
+        self.layout = base.layout
+
+    def read_block(self, start: int, stop: int) -> np.ndarray:
+        if isinstance(self._base, ArraySource) and not self._base._torch:
+            return self._base._data[self._start:self._stop, start:stop]
+        if isinstance(self._base, SlicedSource) and not self._base._one_d:
+            obj = self._base._obj
+            return np.asarray(obj[self._start:self._stop, start:stop])
+        return self._base.read_block(start, stop)[self._start:self._stop]
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        return self._base.read_rows(self._start + start, self._start + stop)
+
+
+def select_rows(X: Any, start: Any, stop: Any, name: str = "X") -> Any:
+    """Snapshots ``start:stop`` of X (Python slice semantics; None keeps X as it is).
+
+    Sources and everything :func:`as_source` takes become a :class:`Source` that reads only
+    those rows; dask arrays and arrays in CUDA device memory are sliced (views)."""
+    if start is None and stop is None:
+        return X
+    from .._validation import check_int
+
+    for value, what in ((start, "start"), (stop, "stop")):
+        if value is not None:
+            check_int(value, what)
+    if is_dask_array(X) or hasattr(X, "__cuda_array_interface__") or (
+        _is_torch_tensor(X) and X.device.type != "cpu"
+    ):
+        n = int(X.shape[0])
+        a, b, _ = slice(start, stop).indices(n)
+        return X[a:max(a, b)]
+    src = as_source(X, name)
+    a, b, _ = slice(start, stop).indices(src.n_rows)
+    return RowRangeSource(src, a, max(a, b))
+
+
 def _layout_of(obj: Any) -> list[tuple[str, int, int]] | None:
     """Column ranges of named parameter groups, if ``obj`` describes its parameter layout.
 
@@ -336,6 +386,7 @@ def as_source(data: Any, name: str = "X") -> Source:
     as_mm = getattr(data, "as_memmap", None)
     if as_mm is not None and callable(as_mm):  # stores: zero-copy view of the committed data
         return ArraySource(as_mm(), name, layout=_layout_of(data))
+    check_not_masked(data, name)
     if isinstance(data, np.ndarray) or _is_torch_tensor(data):
         return ArraySource(data, name)
     if hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
@@ -409,10 +460,13 @@ def iter_blocks(
 
 
 def _want_progress(progress: Any, src: Source) -> bool:
+    from .._validation import check_progress
+
+    progress = check_progress(progress)
     if progress is None:  # auto: a terminal, and a pass long enough to be worth a bar
         isatty = getattr(sys.stderr, "isatty", None)
         return bool(isatty and isatty()) and src.nbytes >= 2**30
-    return bool(progress)
+    return progress
 
 
 def _progress_bar(show: bool, src: Source, desc: str):

@@ -7,187 +7,36 @@ the coordinates of randomly keyed terms (see ``cpp/include/fractaldiff/box_kerne
 the collision bound: below 2^-68 per pair of distinct boxes), so column blocks, threads and
 machines merge by adding ids. Counting distinct ids per scale finishes the job.
 
-Why every grid gets a random offset: a set spread over R^D by a random rotation spans only
-about 1/sqrt(D) of its diameter along each axis. A grid anchored at each coordinate's minimum
-then puts the whole set into one box until eps falls below that per-axis extent, and then into
-almost T boxes within one octave: no power law. Shifting coordinate d by an offset u_d drawn
-uniformly over the coarsest box (hence uniform modulo every finer dyadic box too) restores the
-power law, so it is always done; ``n_grids`` > 1 averages several such grids.
+Every grid is shifted by a random offset per coordinate; docs/box_counting.md says why.
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 import numpy as np
 
-from .. import _core
-from ..engine.folds import check_status, map_reduce, prepare_input
+from ..engine.accumulators import BoxIdsAccumulator, check_box_range, grid_offsets
+from ..engine.folds import column_ranges, run
 from .._validation import (
-    check_device,
+    AnalysisOptions,
     check_fraction,
     check_int,
-    check_memory_limit,
-    check_n_threads,
-    check_options,
+    check_number,
+    shared_docs,
 )
 from .windows import DimensionEstimate, scaling_fit, resolve_scale_window, select_window
 
 __all__ = ["box_counts", "box_counting_dimension", "chao1", "grid_offsets"]
 
-_OPTIONS = ("device", "memory_limit", "progress")
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 #: Default number of dyadic scales.
 DEFAULT_SCALES = 16
-#: Quantized coordinates must stay below this (int32 range of the kernel).
-_Q_LIMIT = 2.0**31
 
 
-def splitmix64(z: np.ndarray) -> np.ndarray:
-    """SplitMix64 finalizer on uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def _grid_seed(seed: int, grid: int) -> int:
-    s = np.array([(seed * 0x2545F4914F6CDD1D + grid * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF],
-                 dtype=np.uint64)
-    return int(splitmix64(s)[0])
-
-
-def key_seed(seed: int, grid: int) -> int:
-    """Seed of the box-id hash keys of grid ``grid`` under ``seed`` (shared with the online
-    box ids of :mod:`fractaldiff.train.online`, so both give the same ids)."""
-    return _grid_seed(seed, grid) ^ 0x5851F42D4C957F2D
-
-
-def grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) -> np.ndarray:
-    """Random per-coordinate grid offsets, uniform on [0, coarsest), as used by box counting.
-
-    The offset of coordinate d depends only on (seed, grid, d), so any block of columns can be
-    processed independently (out of core, on other machines) with the same grid.
-
-    Parameters
-    ----------
-    columns : array_like of int
-        Global column (parameter) indices d.
-    coarsest : float
-        Side of the coarsest box.
-    seed, grid : int
-        Random seed and grid number.
-
-    Returns
-    -------
-    numpy.ndarray of float64
-    """
-    d = np.asarray(columns, dtype=np.uint64)
-    h = splitmix64(d ^ np.uint64(_grid_seed(seed, grid)))
-    u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53  # uniform on [0, 1)
-    return u * float(coarsest)
-
-
-def _minmax_block(block: np.ndarray, start: int, n_threads: int) -> list:
-    lo, hi = np.empty(block.shape[1]), np.empty(block.shape[1])
-    check_status(_core.box_minmax(block, lo, hi, n_threads))
-    return [(start, lo, hi)]
-
-
-def _concat(parts: list[list]) -> list:
-    return [item for part in parts for item in part]
-
-
-def _column_ranges(X: Any, n_cols: int, nt: int, func: str, limit: int, progress: Any
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    mins = np.empty(n_cols)
-    maxs = np.empty(n_cols)
-    pieces = map_reduce(X, partial(_minmax_block, n_threads=nt), _concat, func=func,
-                        memory_limit=limit, progress=progress)
-    for start, lo, hi in pieces:
-        mins[start:start + lo.size] = lo
-        maxs[start:start + hi.size] = hi
-    return mins, maxs
-
-
-def _ids_block(block: np.ndarray, start: int, mins: np.ndarray, *, coarsest: float, seed: int,
-               grid: int, eps0: float, n_scales: int, key_seed: int, n_threads: int
-               ) -> np.ndarray:
-    """Box ids (T, n_scales, 2) of one column block: sums mod 2^64 that add across blocks."""
-    cols = np.arange(start, start + block.shape[1])
-    origin = mins - grid_offsets(cols, coarsest, seed, grid)
-    ids = np.zeros((block.shape[0], n_scales, 2), dtype=np.uint64)
-    status = _core.fold_box_ids(block, start, origin, eps0, n_scales, key_seed, ids, n_threads)
-    if status == _core.STATUS_OUT_OF_RANGE:  # pragma: no cover - guarded by the caller
-        raise ValueError("box counting: a quantized coordinate left [0, 2^31); raise eps0")
-    check_status(status)
-    return ids
-
-
-def _sum_ids(parts: list[np.ndarray]) -> np.ndarray:
-    out = parts[0].copy()
-    for p in parts[1:]:
-        out += p  # uint64: wraps mod 2^64, as the box-id sums are defined
-    return out
-
-
-def _check_eps0(eps0: Any) -> float:
-    if isinstance(eps0, (bool, np.bool_)) or not isinstance(eps0, (int, float, np.integer,
-                                                                   np.floating)):
-        raise TypeError(f"eps0 must be a positive number, got {type(eps0).__name__} {eps0!r}")
-    eps0 = float(eps0)
-    if not math.isfinite(eps0) or eps0 <= 0:
-        raise ValueError(f"eps0 must be a finite number > 0, got {eps0}")
-    return eps0
-
-
-def _grid_ids(X: Any, where: str, index: int, mins: np.ndarray, *, coarsest: float, seed: int,
-              grid: int, eps0: float, n_scales: int, nt: int, func: str, limit: int,
-              progress: Any) -> np.ndarray:
-    """Box-id sums (T, n_scales, 2) of all columns for one grid, on the CPU or the GPU (the
-    same bits either way)."""
-    ks = key_seed(seed, grid)
-    if where == "cuda":
-        from ..engine.gpu import gpu_box_ids
-
-        def origin(a: int, b: int) -> np.ndarray:
-            return mins[a:b] - grid_offsets(np.arange(a, b), coarsest, seed, grid)
-
-        return gpu_box_ids(X, index, limit, progress, func, n_scales=n_scales, key_seed=ks,
-                           eps0=eps0, origin=origin)
-    fn = partial(_ids_block, coarsest=coarsest, seed=seed, grid=grid, eps0=eps0,
-                 n_scales=n_scales, key_seed=ks, n_threads=nt)
-    return map_reduce(X, fn, _sum_ids, block_args=lambda a, b: (mins[a:b],), func=func,
-                      memory_limit=limit, progress=progress)
-
-
-def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: Any,
-                         n_threads: Any, opts: dict, func: str):
-    check_options(opts, func, _OPTIONS)
-    device = check_device(opts.get("device", "auto"), func)
-    nt = check_n_threads(n_threads)
-    n_grids = check_int(n_grids, "n_grids", minimum=1)
-    seed = check_int(seed, "seed", minimum=0)
-    if n_scales is not None:
-        n_scales = check_int(n_scales, "n_scales", minimum=1)
-        if n_scales > 31:
-            raise ValueError(f"n_scales must be <= 31 (dyadic scales of 31-bit boxes), got "
-                             f"{n_scales}")
-    if eps0 is not None:
-        eps0 = _check_eps0(eps0)
-    limit = check_memory_limit(opts.get("memory_limit"))
-    progress = opts.get("progress")
-    from ..engine.gpu import choose_device, gpu_column_ranges
-
-    where, index = choose_device(device, X, func)
-    if where == "cuda":
-        t, d, mins, maxs = gpu_column_ranges(X, index, limit, progress, func, nt)
-    else:
-        X, t, d, nt = prepare_input(X, 1, "box counting", nt)
-        mins, maxs = _column_ranges(X, d, nt, func, limit, progress)
+def _default_scales(mins: np.ndarray, maxs: np.ndarray, eps0: float | None,
+                    n_scales: int | None) -> tuple[float, int]:
+    """eps0 and n_scales from the per-column ranges, where the caller did not give them."""
     span = float(np.max(maxs - mins))  # largest per-coordinate extent (L-infinity diameter)
     if eps0 is None:
         # The coarsest box must hold the whole set: a randomly offset grid of side eps cuts
@@ -203,40 +52,69 @@ def _box_counts_per_grid(X: Any, eps0: Any, n_scales: Any, n_grids: Any, seed: A
         else:
             top, extra = 1.0, 0
         k = min(31, DEFAULT_SCALES + extra) if n_scales is None else n_scales
-        eps0 = top / 2.0 ** (k - 1)
-        n_scales = k
-    elif n_scales is None:
+        return top / 2.0 ** (k - 1), k
+    if n_scales is None:
         n_scales = 1 if span == 0 else max(1, min(31, math.ceil(math.log2(2 * span / eps0)) + 1))
-    coarsest = eps0 * 2.0 ** (n_scales - 1)
-    if span / eps0 + 2.0 ** (n_scales - 1) >= _Q_LIMIT:
-        raise ValueError(
-            f"eps0={eps0:g} is too small for the data: its largest per-coordinate extent "
-            f"{span:g} spans {span / eps0:.3g} boxes, and box counting supports at most "
-            f"2^31 boxes per coordinate (including the random offset of up to "
-            f"2^(n_scales-1) = {2 ** (n_scales - 1)} boxes); use eps0 >= "
-            f"{span / (_Q_LIMIT - 2.0 ** (n_scales - 1)):.3g}"
-        )
-    counts = np.empty((n_grids, n_scales), dtype=np.int64)
-    rare = np.zeros((n_grids, n_scales, 2), dtype=np.int64)  # boxes holding 1 and 2 points
-    for g in range(n_grids):
-        ids = _grid_ids(X, where, index, mins, coarsest=coarsest, seed=seed, grid=g, eps0=eps0,
-                        n_scales=n_scales, nt=nt, func=func, limit=limit, progress=progress)
-        for k in range(n_scales):
-            pairs = np.ascontiguousarray(ids[:, k, :]).view(np.dtype((np.void, 16)))
-            occupancy = np.unique(pairs, return_counts=True)[1]
-            counts[g, k] = occupancy.size
-            rare[g, k] = np.bincount(np.minimum(occupancy, 3), minlength=4)[1:3]
+    check_box_range(span, eps0, n_scales)
+    return eps0, n_scales
+
+
+def _box_counts_per_grid(X: Any, *, eps0: Any, n_scales: Any, n_grids: Any, seed: Any,
+                         options: AnalysisOptions, groups: Any = None, start: Any = None,
+                         stop: Any = None):
+    """``(eps, counts, rare, T)`` (or ``{group: (eps, counts, rare, T)}`` with ``groups``):
+    occupied boxes per grid and scale, int64 ``(n_grids, n_scales)``, and the boxes holding
+    exactly one and two snapshots, ``(n_grids, n_scales, 2)``.
+
+    One pass over the data folds every grid. When ``eps0`` or ``n_scales`` is not given, a
+    first pass finds the per-column ranges they are chosen from (and the GPU driver always
+    makes it, for the grid origins).
+    """
+    n_grids = check_int(n_grids, "n_grids", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    if n_scales is not None:
+        n_scales = check_int(n_scales, "n_scales", minimum=1)
+        if n_scales > 31:
+            raise ValueError(f"n_scales must be <= 31 (dyadic scales of 31-bit boxes), got "
+                             f"{n_scales}")
+    if eps0 is not None:
+        eps0 = check_number(eps0, "eps0", positive=True)
+    from ..engine.gpu import choose_device
+    from ..engine.sources import select_rows
+
+    X = select_rows(X, start, stop)
+    mins = None
+    if eps0 is None or n_scales is None or choose_device(options.device, X,
+                                                         options.func)[0] == "cuda":
+        X, _, _, mins, maxs, _, _ = column_ranges(X, options)
+        eps0, n_scales = _default_scales(mins, maxs, eps0, n_scales)
+
+    def make(t):
+        return BoxIdsAccumulator(t, n_scales, eps0, n_grids=n_grids, seed=seed, mins=mins)
+
+    res = run(X, make, options, min_rows=1, what="box counting", groups=groups)
     eps = eps0 * 2.0 ** np.arange(n_scales)
-    return eps, counts, rare, t
+
+    def finish(acc):
+        counts, rare = acc.finish()
+        return eps, counts, rare, acc.n_rows
+
+    if isinstance(res, dict):
+        return {name: finish(acc) for name, acc in res.items()}
+    return finish(res)
 
 
+@shared_docs
 def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None,
-               n_grids: int = 1, seed: int = 0, n_threads: int | None = None,
-               **opts: Any) -> tuple[np.ndarray, np.ndarray]:
+               n_grids: int = 1, seed: int = 0, groups: Any = None, start: int | None = None,
+               stop: int | None = None, n_threads: int | None = None, device: str = "auto",
+               memory_limit: int | str | None = None, progress: bool | None = None
+               ) -> Any:
     r"""Number of occupied boxes N(eps) of the snapshot cloud at dyadic scales.
 
-    Box sides are :math:`\varepsilon_k = \varepsilon_0 2^k`, k = 0..n_scales-1; all scales come
-    from one pass over the data per grid.
+    Box sides are :math:`\varepsilon_k = \varepsilon_0 2^k`, k = 0..n_scales-1; all scales and
+    all grids come from one pass over the data (plus a first pass for the per-coordinate
+    ranges when ``eps0`` or ``n_scales`` is not given).
 
     Parameters
     ----------
@@ -255,17 +133,15 @@ def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None
         Number of randomly offset grids; counts are averaged over them (cost grows linearly).
     seed : int, default 0
         Seed of the random grid offsets and hash keys (results are reproducible).
-    n_threads : int, optional
-        Threads for the compiled kernels.
-    memory_limit : int or str, optional
-        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
-    progress : bool, optional
-        Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
-        Where to compute, as for :func:`fractaldiff.msd`: "auto" (default) uses the GPU for data
-        in CUDA device memory (torch CUDA tensors, ``__cuda_array_interface__``; read in place,
-        any strides) and the CPU otherwise; "cuda" streams host data to the GPU in column blocks.
+    <<groups>>
+        Each group's counts are those of the snapshots projected on its coordinates, on the
+        same grid (the same ``eps``) as the whole.
+    <<start_stop>>
+    <<n_threads>>
+    <<device>>
         The box ids are the same bits on either device, so the counts are identical.
+    <<memory_limit>>
+    <<progress>>
 
     Returns
     -------
@@ -275,13 +151,15 @@ def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None
         Occupied boxes at each side, averaged over the grids (integers for one grid);
         non-increasing in eps for each grid, at most T.
 
+    With ``groups``: a dict ``{name: (eps, counts)}`` with one entry per group and ``"total"``.
+
     Raises
     ------
     ValueError
         Bad shape, T = 0, D = 0, NaN/Inf in X, ``eps0`` <= 0 or so small that a coordinate
         would span 2^31 boxes or more, ``n_scales`` outside 1..31.
     TypeError
-        Non-numeric data or arguments, unknown options.
+        Non-numeric or masked data, arguments of the wrong type.
     RuntimeError
         ``device="cuda"`` without a usable GPU, or a CUDA error.
     MemoryError
@@ -289,14 +167,15 @@ def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None
 
     Notes
     -----
-    Each grid is shifted by a random offset per coordinate, uniform over the coarsest box (see
-    the module docstring for why this matters in high D). Box ids are two 64-bit randomly keyed
+    Each grid is shifted by a random offset per coordinate, uniform over the coarsest box
+    (docs/box_counting.md says why this matters in high D). Box ids are two 64-bit randomly keyed
     sums; two distinct boxes get the same id with probability at most 2^-68 (2^-128 in the
     typical case), so the counts are exact except with probability below
     ``n_scales * T**2 * 2**-69``.
 
-    Cost: one min/max pass plus one pass per grid over X, about 4 integer multiply-adds per
-    element and scale, vectorized and threaded; memory O(T * n_scales) beyond X, which is never
+    Cost: one pass over X for all grids (after a min/max pass when ``eps0`` or ``n_scales`` is
+    not given), about 4 integer multiply-adds per element, scale and grid, vectorized and
+    threaded; memory O(T * n_scales) beyond X, which is never
     copied when it is float32/float64.
 
     Examples
@@ -308,9 +187,13 @@ def box_counts(X: Any, *, eps0: float | None = None, n_scales: int | None = None
     >>> bool(np.all(np.diff(n) <= 0)), int(n.max()) <= 4096
     (True, True)
     """
-    eps, counts, _, _ = _box_counts_per_grid(X, eps0, n_scales, n_grids, seed, n_threads, opts,
-                                          "box_counts")
-    return eps, counts.mean(axis=0)
+    options = AnalysisOptions.check("box_counts", n_threads=n_threads, device=device,
+                                    memory_limit=memory_limit, progress=progress)
+    res = _box_counts_per_grid(X, eps0=eps0, n_scales=n_scales, n_grids=n_grids, seed=seed,
+                               options=options, groups=groups, start=start, stop=stop)
+    if isinstance(res, dict):
+        return {name: (r[0], r[1].mean(axis=0)) for name, r in res.items()}
+    return res[0], res[1].mean(axis=0)
 
 
 CORRECTIONS = ("chao1", None)
@@ -354,7 +237,8 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
                            correction: str | None = "chao1", min_count: int = 16,
                            min_coverage: float = 0.9, max_fill: float | None = None,
                            tolerance: float = 0.05, n_threads: int | None = None,
-                           **opts: Any) -> DimensionEstimate:
+                           device: str = "auto", memory_limit: int | str | None = None,
+                           progress: bool | None = None) -> DimensionEstimate:
     r"""Box-counting dimension of the snapshot cloud: the slope of log N(eps) vs log(1/eps).
 
     Parameters
@@ -363,7 +247,7 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
         Snapshots, as for :func:`box_counts`.
     window : "auto" or (float, float), default "auto"
         Scaling region: the box sides ``(smallest, largest)`` to fit over, or "auto" (see Notes).
-    eps0, n_scales, n_grids, seed, n_threads, device
+    eps0, n_scales, n_grids, seed, n_threads, device, memory_limit, progress
         As for :func:`box_counts`.
     correction : {"chao1", None}, default "chao1"
         Fit the Chao1 estimate of the number of occupied boxes (seen ones plus an estimate of
@@ -446,8 +330,10 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
     if max_fill is not None:
         max_fill = check_fraction(max_fill, "max_fill")
     tolerance = check_fraction(tolerance, "tolerance", high_open=True)
-    eps, counts, rare, t = _box_counts_per_grid(X, eps0, n_scales, n_grids, seed, n_threads,
-                                                opts, func)
+    options = AnalysisOptions.check(func, n_threads=n_threads, device=device,
+                                    memory_limit=memory_limit, progress=progress)
+    eps, counts, rare, t = _box_counts_per_grid(X, eps0=eps0, n_scales=n_scales,
+                                                n_grids=n_grids, seed=seed, options=options)
     raw = counts.mean(axis=0)
     f1, f2 = rare[..., 0], rare[..., 1]
     fitted_per_grid = chao1(counts, f1, f2) if correction == "chao1" else counts.astype(float)

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .. import _core
-from ..engine.folds import check_status, kernel_error, map_reduce, prepare_input
+from ..engine.accumulators import GramAccumulator
+from ..engine.folds import kernel_error, prepare_input, run
 from .._validation import (
-    check_device,
+    AnalysisOptions,
     check_fraction,
     check_int,
-    check_memory_limit,
-    check_n_threads,
-    check_options,
+    shared_docs,
 )
 from .windows import DimensionEstimate, scaling_fit, resolve_scale_window, select_window
 
@@ -34,55 +32,57 @@ __all__ = [
     "correlation_dimension",
     "msd_from_sqdist",
     "pairwise_sqdist",
+    "sqdist_from_gram",
+    "top_eigenpairs",
     "trajectory_pca",
 ]
 
-_OPTIONS = ("device", "memory_limit", "progress")
+
+def _gram(X: Any, options: AnalysisOptions, groups: Any = None, start: Any = None,
+          stop: Any = None) -> Any:
+    """The symmetric centred Gram matrix (or ``{group: matrix}``), checked for overflow."""
+    res = run(X, GramAccumulator, options, min_rows=1, what=options.func, groups=groups,
+              start=start, stop=stop)
+    accs = res if isinstance(res, dict) else {None: res}
+    for acc in accs.values():
+        if not acc.finite():  # squares overflowed float64
+            locate = getattr(X, "first_nonfinite", lambda: None)
+            raise kernel_error(_core.STATUS_NONFINITE, options.func, locate, "X")
+    out = {name: acc.finish() for name, acc in accs.items()}
+    return out if isinstance(res, dict) else out[None]
 
 
-def centered_gram(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.ndarray:
+@shared_docs
+def centered_gram(X: Any, *, groups: Any = None, start: int | None = None,
+                  stop: int | None = None, n_threads: int | None = None, device: str = "auto",
+                  memory_limit: int | str | None = None, progress: bool | None = None
+                  ) -> Any:
     r"""Gram matrix of the time-centred snapshots, :math:`G = \tilde X \tilde X^T`.
 
     Parameters
     ----------
     X : array_like, shape (T, D) or (T,)
         Snapshots, as for :func:`fractaldiff.msd` (T >= 1, D >= 1).
-    n_threads : int, optional
-        Threads for the compiled kernel.
-    memory_limit : int or str, optional
-        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
-    progress : bool, optional
-        Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
-        Where to compute the Gram matrix, as for :func:`fractaldiff.msd`: "auto" (default) uses
-        the GPU for data in CUDA device memory and the CPU otherwise; "cuda" streams host data
-        to the GPU. Device memory: the (T, T) float64 matrix plus ``memory_limit``.
+    <<groups>>
+    <<start_stop>>
+    <<n_threads>>
+    <<device>>
+        Device memory: the (T, T) float64 matrix plus ``memory_limit``.
+    <<memory_limit>>
+    <<progress>>
 
     Returns
     -------
-    numpy.ndarray of float64, shape (T, T)
+    numpy.ndarray of float64, shape (T, T), or a dict of them with ``groups``
         Symmetric; ``G[i, j] = sum_d (X[i,d] - m_d) (X[j,d] - m_d)``, m_d the mean of column d.
-    """
-    func = opts.pop("_func", "centered_gram")
-    check_options(opts, func, _OPTIONS)
-    device = check_device(opts.get("device", "auto"), func)
-    nt = check_n_threads(n_threads)
-    limit = check_memory_limit(opts.get("memory_limit"))
-    from ..engine.gpu import choose_device, gpu_gram
 
-    where, index = choose_device(device, X, func)
-    if where == "cuda":  # the same accumulator on the GPU (its errors are raised there)
-        g = gpu_gram(X, index, limit, opts.get("progress"), func)
-    else:
-        X, _, _, nt = prepare_input(X, 1, func, nt)
-        g = map_reduce(X, partial(_gram_block, n_threads=nt), _sum_arrays, func=func,
-                       memory_limit=limit, progress=opts.get("progress"))
-    if not np.all(np.isfinite(np.diagonal(g))):  # squares overflowed float64
-        locate = getattr(X, "first_nonfinite", lambda: None)
-        raise kernel_error(_core.STATUS_NONFINITE, func, locate, "X")
-    low = np.tril(g)
-    low += np.tril(g, -1).T
-    return low
+    Notes
+    -----
+    Memory: the (T, T) result (one per group with ``groups``); nothing else of that size.
+    """
+    options = AnalysisOptions.check("centered_gram", n_threads=n_threads, device=device,
+                                    memory_limit=memory_limit, progress=progress)
+    return _gram(X, options, groups, start, stop)
 
 
 def _input_rows(X: Any, min_rows: int, what: str) -> tuple[Any, int]:
@@ -99,31 +99,25 @@ def _input_rows(X: Any, min_rows: int, what: str) -> tuple[Any, int]:
     return src, t
 
 
-def _gram_block(block: np.ndarray, start: int, n_threads: int) -> np.ndarray:
-    """Lower triangle of the centred Gram matrix of one column block (adds across blocks)."""
-    t = block.shape[0]
-    g = np.zeros((t, t))
-    check_status(_core.fold_gram(block, g, n_threads))
+def sqdist_from_gram(g: np.ndarray) -> np.ndarray:
+    """Squared distances ``G_ii + G_jj - 2 G_ij`` from a symmetric Gram matrix, computed in
+    place: ``g`` is overwritten and returned (no second (T, T) array)."""
+    d = np.diag(g).copy()
+    for a in range(0, d.size, 256):  # one row block at a time: O(256 T) scratch
+        rows = g[a:a + 256]
+        rows *= -2.0
+        # (d_i + d_j) - 2 G_ij: d_i + d_j == d_j + d_i, so the result is exactly symmetric
+        rows += d[a:a + 256, None] + d[None, :]
+    np.maximum(g, 0.0, out=g)
+    np.fill_diagonal(g, 0.0)
     return g
 
 
-def _sum_arrays(parts: list[np.ndarray]) -> np.ndarray:
-    out = parts[0]
-    for p in parts[1:]:
-        out += p
-    return out
-
-
-def _sqdist_from_gram(g: np.ndarray) -> np.ndarray:
-    d = np.diag(g).copy()
-    out = d[:, None] + d[None, :]  # d_i + d_j == d_j + d_i: the result is exactly symmetric
-    out -= 2.0 * g
-    np.maximum(out, 0.0, out=out)
-    np.fill_diagonal(out, 0.0)
-    return out
-
-
-def pairwise_sqdist(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.ndarray:
+@shared_docs
+def pairwise_sqdist(X: Any, *, groups: Any = None, start: int | None = None,
+                    stop: int | None = None, n_threads: int | None = None, device: str = "auto",
+                    memory_limit: int | str | None = None, progress: bool | None = None
+                    ) -> Any:
     r"""Squared Euclidean distances between all pairs of snapshots.
 
     .. math:: D_{ij} = \|X_i - X_j\|_2^2 = G_{ii} + G_{jj} - 2 G_{ij}
@@ -134,20 +128,17 @@ def pairwise_sqdist(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.
     ----------
     X : array_like, shape (T, D) or (T,)
         Snapshots, as for :func:`fractaldiff.msd`.
-    n_threads : int, optional
-        Threads for the compiled kernel.
-    memory_limit : int or str, optional
-        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
-    progress : bool, optional
-        Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
-        Where to compute the Gram matrix, as for :func:`fractaldiff.msd`: "auto" (default) uses
-        the GPU for data in CUDA device memory and the CPU otherwise; "cuda" streams host data
-        to the GPU. Device memory: the (T, T) float64 matrix plus ``memory_limit``.
+    <<groups>>
+    <<start_stop>>
+    <<n_threads>>
+    <<device>>
+        Device memory: the (T, T) float64 matrix plus ``memory_limit``.
+    <<memory_limit>>
+    <<progress>>
 
     Returns
     -------
-    numpy.ndarray of float64, shape (T, T)
+    numpy.ndarray of float64, shape (T, T), or a dict of them with ``groups``
         Symmetric, zero diagonal, non-negative.
 
     Notes
@@ -155,11 +146,11 @@ def pairwise_sqdist(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.
     Accuracy: all arithmetic is float64 on data centred by the column means, so the error is
     relative to the snapshots' spread about their mean, not to their magnitude (large weight
     offsets cost nothing). Bound: ``|err(D_ij)| <= (256 + D/256 + 3) * 2**-53 *
-    (|x_i - m| + |x_j - m|)**2``; measured on the weight-like workload (T = 2048, D = 50 000,
-    float32, steps 1e-3) the largest relative error is about 1e-12 (benchmarks/bench_fractal.py).
+    (|x_i - m| + |x_j - m|)**2``; benchmarks/bench_fractal.py measures it on weight-like data.
 
     Cost: T^2 D multiply-adds in a register-blocked, threaded kernel (half of a GEMM, by
-    symmetry); memory: the (T, T) result and a packed float64 chunk of T x 256 values.
+    symmetry); memory: the (T, T) result (the distances are formed in the Gram matrix's
+    place) and a packed float64 chunk of T x 256 values.
 
     Examples
     --------
@@ -168,8 +159,12 @@ def pairwise_sqdist(X: Any, *, n_threads: int | None = None, **opts: Any) -> np.
     array([[ 0., 25.],
            [25.,  0.]])
     """
-    g = centered_gram(X, n_threads=n_threads, _func="pairwise_sqdist", **opts)
-    return _sqdist_from_gram(g)
+    options = AnalysisOptions.check("pairwise_sqdist", n_threads=n_threads, device=device,
+                                    memory_limit=memory_limit, progress=progress)
+    g = _gram(X, options, groups, start, stop)
+    if isinstance(g, dict):
+        return {name: sqdist_from_gram(m) for name, m in g.items()}
+    return sqdist_from_gram(g)
 
 
 def msd_from_sqdist(sqdist: Any) -> np.ndarray:
@@ -196,7 +191,9 @@ def _check_theiler(theiler: Any, t: int) -> int:
 
 def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
                           n_radii: int = 64, min_pairs: int = 100, max_fraction: float = 0.25,
-                          n_threads: int | None = None, **opts: Any) -> DimensionEstimate:
+                          n_threads: int | None = None, device: str = "auto",
+                          memory_limit: int | str | None = None, progress: bool | None = None
+                          ) -> DimensionEstimate:
     r"""Correlation dimension of the snapshot cloud (Grassberger–Procaccia, Takens).
 
     The correlation integral over pairs at least ``theiler`` snapshots apart in time,
@@ -290,13 +287,14 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     True
     """
     func = "correlation_dimension"
-    check_options(opts, func, _OPTIONS)
+    options = AnalysisOptions.check(func, n_threads=n_threads, device=device,
+                                    memory_limit=memory_limit, progress=progress)
     n_radii = check_int(n_radii, "n_radii", minimum=4)
     min_pairs = check_int(min_pairs, "min_pairs", minimum=1)
     max_fraction = check_fraction(max_fraction, "max_fraction")
     src, t = _input_rows(X, 3, "the correlation dimension")
     w = _check_theiler(theiler, t)
-    sq = pairwise_sqdist(src, n_threads=n_threads, **opts)
+    sq = sqdist_from_gram(_gram(src, options))
     iu, ju = np.triu_indices(t, k=w)
     dist = np.sqrt(sq[iu, ju])
     del iu, ju
@@ -381,6 +379,19 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     )
 
 
+def top_eigenpairs(g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest eigenvalues (descending, clipped at 0) and their eigenvectors (T, k) of a
+    symmetric matrix, computed in ``g``'s memory (``g`` is destroyed): no (T, T) copy."""
+    import scipy.linalg
+
+    t = g.shape[0]
+    # g is symmetric: its transpose is the same matrix in Fortran order, which LAPACK
+    # overwrites in place
+    vals, vecs = scipy.linalg.eigh(g.T, overwrite_a=True, check_finite=False,
+                                   subset_by_index=(t - k, t - 1), driver="evr")
+    return vals[::-1].clip(min=0.0), vecs[:, ::-1]
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class TrajectoryPCA:
     """Principal components of a weight trajectory (from its centred Gram matrix).
@@ -418,7 +429,8 @@ class TrajectoryPCA:
 
 
 def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = None,
-                   **opts: Any) -> TrajectoryPCA:
+                   device: str = "auto", memory_limit: int | str | None = None,
+                   progress: bool | None = None) -> TrajectoryPCA:
     """Top principal components of the trajectory, from the centred Gram matrix.
 
     Parameters
@@ -459,16 +471,15 @@ def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = No
     """
     k = check_int(n_components, "n_components", minimum=1)
     src, t = _input_rows(X, 2, "trajectory PCA")
-    g = centered_gram(src, n_threads=n_threads, _func="trajectory_pca", **opts)
+    g = _gram(src, AnalysisOptions.check("trajectory_pca", n_threads=n_threads, device=device,
+                                         memory_limit=memory_limit, progress=progress))
     k = min(k, t)
-    vals, vecs = np.linalg.eigh(g)
-    vals = vals[::-1][:k].clip(min=0.0)
-    vecs = vecs[:, ::-1][:, :k]
+    total = float(np.trace(g))
+    vals, vecs = top_eigenpairs(g, k)
     # a deterministic sign: the largest |entry| of each component is positive
     signs = np.sign(vecs[np.abs(vecs).argmax(axis=0), np.arange(k)])
     signs[signs == 0] = 1.0
     vecs = vecs * signs
-    total = float(np.trace(g))
     scores = vecs * np.sqrt(vals)
     ratio = vals / total if total > 0 else np.zeros_like(vals)
     return TrajectoryPCA(scores=scores, explained_variance=vals / (t - 1),

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_int, check_number, check_open_fraction
+
 __all__ = ["Dataset", "digits", "load_dataset", "load_idx", "mnist", "two_moons"]
 
 
@@ -67,13 +69,6 @@ def _sklearn(what: str) -> Any:
     return sklearn
 
 
-def _check_fraction(test_fraction: Any) -> float:
-    f = float(test_fraction)
-    if not 0.0 < f < 1.0:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    return f
-
-
 def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int,
            n_classes: int) -> Dataset:
     rng = np.random.default_rng(seed)
@@ -110,14 +105,11 @@ def two_moons(
     Dataset
     """
     sk = _sklearn("two_moons")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or \
-            n_samples < 4:
-        raise ValueError(f"n_samples must be an int >= 4, got {n_samples!r}")
-    if not float(noise) >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    check_int(n_samples, "n_samples", minimum=4)
+    noise = check_number(noise, "noise", minimum=0.0)
     x, y = sk.datasets.make_moons(n_samples=int(n_samples), noise=float(noise),
                                   random_state=int(seed))
-    return _split("moons", x, y, _check_fraction(test_fraction), seed, 2)
+    return _split("moons", x, y, check_open_fraction(test_fraction, "test_fraction"), seed, 2)
 
 
 def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -139,7 +131,7 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     sk = _sklearn("digits")
     bunch = sk.datasets.load_digits()
     x = bunch.data.astype(np.float32) / 16.0
-    return _split("digits", x, bunch.target, _check_fraction(test_fraction), seed, 10)
+    return _split("digits", x, bunch.target, check_open_fraction(test_fraction, "test_fraction"), seed, 10)
 
 
 _IDX_DTYPES = {

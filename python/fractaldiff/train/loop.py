@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import check_int, check_number
 from .data import Dataset
 from .recorder import NonFiniteLossError, Recorder
 
@@ -137,16 +136,6 @@ def _unpack_data(data: Any) -> tuple[torch.Tensor, ...]:
     return tuple(out)
 
 
-def _check_number(value: Any, name: str, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < minimum or (strict and v == minimum):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}, "
-                         f"got {value}")
-    return v
-
-
 def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, momentum: float,
                     weight_decay: float) -> torch.optim.Optimizer:
     if isinstance(optimizer, torch.optim.Optimizer):
@@ -237,18 +226,16 @@ def train(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    lr = _check_number(lr, "lr", 0.0, strict=True)
-    momentum = _check_number(momentum, "momentum")
-    weight_decay = _check_number(weight_decay, "weight_decay")
+    lr = check_number(lr, "lr", positive=True)
+    momentum = check_number(momentum, "momentum", minimum=0.0)
+    weight_decay = check_number(weight_decay, "weight_decay", minimum=0.0)
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs= or steps=")
     for name, v in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size),
                     ("eval_every", eval_every)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or
-                              v < 1):
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if v is not None:
+            check_int(v, name, minimum=1)
+    check_int(seed, "seed")
     if on_nan not in ("stop", "warn", "ignore"):
         raise ValueError(f"on_nan must be 'stop', 'warn' or 'ignore', got {on_nan!r}")
     dev = resolve_device(device)

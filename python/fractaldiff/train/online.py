@@ -13,40 +13,8 @@ in time.
   counting kernel), from which the number of occupied boxes per scale follows.
 * :class:`OnlineAccumulators`: the three together, fed by :class:`fractaldiff.train.Recorder`.
 
-The multiple-tau estimate, exactly
-----------------------------------
-Let X[t], t = 0..T-1, be the snapshots fed to :meth:`MultipleTauMSD.update`, ``p`` the
-``block_size`` and ``m`` the ``factor``. Level 0 is the trajectory itself; level l + 1 is built
-from level l by ``coarsening``:
-
-* ``"sample"`` (default): keep every m-th point. Level l is ``X[::m**l]`` (n_l = ceil(T / m**l)
-  points).
-* ``"mean"``: average aligned, complete blocks of m points. Level l is
-  ``Y_l[s] = mean(X[s*m**l : (s+1)*m**l])`` for s < n_l = T // m**l.
-
-Each level keeps its last p points, and every new point is paired with each of them, so level l
-sees *every* pair of its own points at index lags k = 1..p-1. Level 0 reports lags k = 1..p-1,
-level l >= 1 the lags k * m**l for k = p/m..p-1 (the finer levels already cover the smaller
-ones), so the reported lags are contiguous on a grid that coarsens by m per level. The value at
-lag tau = k * m**l is::
-
-    msd_online(tau) = 1/(n_l - k) * sum_{s=0}^{n_l-k-1} ||Z_l[s+k] - Z_l[s]||^2
-
-with Z_l the level-l points, i.e. **exactly** ``fd.msd(Z_l)[k]``. Consequences:
-
-* Level 0 (tau < p) is exactly the all-pairs ``fd.msd(X)[tau]``.
-* ``"sample"``: ``fd.msd(X[::m**l])[k]`` averages a subset (the pairs on the grid s * m**l) of
-  the pairs behind ``fd.msd(X)[tau]``; for a process with stationary increments both are
-  unbiased estimates of the same quantity, the online one with fewer pairs (more noise).
-* ``"mean"``: the classic multiple-tau block average, less noisy but biased at coarse levels.
-  With b = m**l and blocks A, B, ``|mean(A) - mean(B)|^2 = mean_{i,j} |a_i - b_j|^2 - var(A) -
-  var(B)``, so in expectation ``sum_{|r|<b} (b-|r|)/b^2 * (msd(kb + r) - msd(|r|))``; for
-  Brownian motion msd(tau) = c*tau this is c*(kb - (b^2-1)/(3b)), a relative bias of about
-  -1/(3k) (-4 % at k = p/m = 8).
-
-Memory: each level holds p rows of D values in ``dtype``; level l + 1 is allocated once level l
-has p points, so a run of T snapshots has about log_m(T / p) + 2 levels; see
-:meth:`MultipleTauMSD.memory_bytes`.
+The exact definition of the multiple-tau estimate, its relation to :func:`fractaldiff.msd` and
+its memory are in docs/online.md.
 """
 
 from __future__ import annotations
@@ -57,8 +25,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..fractal import boxcount as _boxcount
-from ..fractal.boxcount import splitmix64
+from .. import _core
+from .._validation import as_float_vector, check_finite_vector, check_int, check_number
+from ..engine.accumulators import grid_offsets, key_seed
 
 __all__ = [
     "MultipleTauMSD",
@@ -73,43 +42,6 @@ __all__ = [
 
 #: Columns per chunk for the float64 temporaries of the pair sums (bounds the working set).
 _CHUNK = 1 << 16
-_MASK64 = 0xFFFFFFFFFFFFFFFF
-
-
-def _as_row(x: Any, n_params: int, name: str = "x") -> np.ndarray:
-    """A 1-D float array of length n_params, converted from numpy or torch without copies."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, without importing torch
-        x = x.detach().cpu()
-        if not x.is_floating_point():
-            raise TypeError(f"{name} must hold floating-point values, got {x.dtype}")
-        if str(x.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
-            x = x.float()
-        x = x.numpy()
-    arr = np.asarray(x)
-    if arr.ndim != 1 or arr.shape[0] != n_params:
-        raise ValueError(
-            f"{name} must be a 1-D vector of n_params={n_params} values, got shape {arr.shape}"
-        )
-    if arr.dtype.kind != "f":
-        raise TypeError(f"{name} must hold floating-point values, got dtype {arr.dtype}")
-    return arr
-
-
-def _check_pos_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_finite_row(row: np.ndarray, what: str) -> None:
-    if not np.isfinite(row).all():
-        i = int(np.flatnonzero(~np.isfinite(row))[0])
-        raise ValueError(
-            f"{what}: the snapshot holds non-finite values (first at index {i}: {row[i]}); "
-            f"online accumulators cannot take NaN/Inf"
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +57,7 @@ class OnlineMSDResult(NamedTuple):
     lags : numpy.ndarray of int64
         Lags in snapshot units (multiply by the snapshot interval for optimizer steps).
     msd : numpy.ndarray of float64
-        The estimate at each lag (see the module docstring for its exact definition).
+        The estimate at each lag (docs/online.md gives its exact definition).
     n_pairs : numpy.ndarray of int64
         Number of pairs averaged at each lag.
     level : numpy.ndarray of int64
@@ -165,7 +97,7 @@ class MultipleTauMSD:
     coarsening : {"sample", "mean"}, default "sample"
         How level l + 1 is made from level l: every m-th point (unbiased, exact subset of the
         offline pairs) or the mean of blocks of m points (classic multiple-tau: less noise,
-        biased at coarse levels). See the module docstring for the exact relation to
+        biased at coarse levels). docs/online.md gives the exact relation to
         :func:`fractaldiff.msd`.
     dtype : {"float64", "float32"}, default "float64"
         Storage of the buffered points (as displacements from the first snapshot). float32
@@ -202,9 +134,9 @@ class MultipleTauMSD:
         dtype: Any = "float64",
         max_levels: int | None = None,
     ) -> None:
-        self.n_params = _check_pos_int(n_params, "n_params")
-        self.block_size = _check_pos_int(block_size, "block_size", 2)
-        self.factor = _check_pos_int(factor, "factor", 2)
+        self.n_params = check_int(n_params, "n_params", minimum=1)
+        self.block_size = check_int(block_size, "block_size", minimum=2)
+        self.factor = check_int(factor, "factor", minimum=2)
         if self.block_size % self.factor or self.block_size < 2 * self.factor:
             raise ValueError(
                 f"block_size must be a multiple of factor and >= 2 * factor, got "
@@ -216,7 +148,7 @@ class MultipleTauMSD:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        self.max_levels = None if max_levels is None else _check_pos_int(max_levels, "max_levels")
+        self.max_levels = None if max_levels is None else check_int(max_levels, "max_levels", minimum=1)
         self._levels: list[_Level] = []
         self._x0: np.ndarray | None = None
         self.n_updates = 0
@@ -275,8 +207,8 @@ class MultipleTauMSD:
 
     def update(self, x: Any) -> None:
         """Fold in the next snapshot (1-D, D values, numpy or torch; finite)."""
-        row = _as_row(x, self.n_params)
-        _check_finite_row(row, "MultipleTauMSD.update")
+        row = as_float_vector(x, self.n_params)
+        check_finite_vector(row, "the snapshot", "MultipleTauMSD.update")
         if self._x0 is None:
             self._x0 = row.astype(np.float64, copy=True)
         centered = row.astype(np.float64) - self._x0
@@ -380,13 +312,13 @@ class RunningDisplacement:
     """
 
     def __init__(self, n_params: int) -> None:
-        self.n_params = _check_pos_int(n_params, "n_params")
+        self.n_params = check_int(n_params, "n_params", minimum=1)
         self._x0: np.ndarray | None = None
         self._values: list[float] = []
 
     def update(self, x: Any) -> float:
         """Fold in the next snapshot; returns its R(t)."""
-        row = _as_row(x, self.n_params)
+        row = as_float_vector(x, self.n_params)
         if self._x0 is None:
             self._x0 = row.astype(np.float64, copy=True)
             self._values.append(0.0)
@@ -418,47 +350,23 @@ class RunningDisplacement:
 # --------------------------------------------------------------------------------------------
 # Box ids: adapter to the box-counting kernel's hash
 # --------------------------------------------------------------------------------------------
+# Box ids
+# --------------------------------------------------------------------------------------------
 #
-# The hash is the one of the offline box-counting kernel (fractaldiff boxcount /
-# cpp/include/fractaldiff/box_kernels.hpp): q = trunc((x - origin_d) * (1 / eps0)) in float64,
-# box id at scale k = (sum_d a_d * (q >> k), sum_d b_d * (q >> k)) mod 2^64 with
-# a_d = key(seed, d, 0), b_d = key(seed, d, 1), key = splitmix64(splitmix64(seed ^ (C * (s+1)))
-# + d). fold_box_ids uses the compiled kernel when this build has it and otherwise computes
-# the same values, bit for bit, with numpy.
-
-_KEY_MULT = 0xA0761D6478BD642F
-_Q_LIMIT = 2.0**31
+# The hash is the one of the offline box-counting kernel (fractaldiff.box_counts,
+# cpp/include/fractaldiff/box_kernels.hpp, keys from hd_common.hpp):
+# q = trunc((x - origin_d) * (1 / eps0)) in float64, box id at scale k =
+# (sum_d a_d * (q >> k), sum_d b_d * (q >> k)) mod 2^64.
 
 
 def box_key_seed(seed: int = 0, grid: int = 0) -> int:
     """The key seed the offline box counting uses for grid ``grid`` under ``seed``."""
-    return _boxcount.key_seed(seed, grid)
+    return key_seed(seed, grid)
 
 
 def box_grid_offsets(columns: Any, coarsest: float, seed: int = 0, grid: int = 0) -> np.ndarray:
     """Random per-coordinate grid offsets, uniform on [0, coarsest), as in box counting."""
-    return _boxcount.grid_offsets(columns, coarsest, seed, grid)
-
-
-def _box_keys(key_seed: int, col_start: int, n: int) -> np.ndarray:
-    """(2, n) uint64 keys a_d, b_d of global columns col_start .. col_start + n - 1."""
-    keys = np.empty((2, n), dtype=np.uint64)
-    d = np.arange(col_start, col_start + n, dtype=np.uint64)
-    for which in (0, 1):
-        base = (int(key_seed) ^ ((_KEY_MULT * (which + 1)) & _MASK64)) & _MASK64
-        inner = int(splitmix64(np.array([base], dtype=np.uint64))[0])
-        with np.errstate(over="ignore"):
-            keys[which] = splitmix64(np.uint64(inner) + d)
-    return keys
-
-
-def _compiled_fold() -> Any:
-    """The compiled ``fold_box_ids`` kernel, or None when this build lacks it."""
-    try:
-        from fractaldiff import _core
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(_core, "fold_box_ids", None)
+    return grid_offsets(columns, coarsest, seed, grid)
 
 
 def fold_box_ids(
@@ -469,9 +377,6 @@ def fold_box_ids(
     n_scales: int,
     key_seed: int,
     ids: np.ndarray,
-    *,
-    keys: np.ndarray | None = None,
-    use_compiled: bool | None = None,
 ) -> None:
     """Add the box ids of a block of snapshots into ``ids`` (the box-counting kernel's hash).
 
@@ -491,10 +396,6 @@ def fold_box_ids(
         Hash key seed (:func:`box_key_seed`).
     ids : numpy.ndarray of uint64, shape (T, n_scales, 2)
         Accumulated in place (sums mod 2^64 merge over column blocks).
-    keys : numpy.ndarray, optional
-        Precomputed ``_box_keys(key_seed, col_start, B)`` for the numpy path.
-    use_compiled : bool, optional
-        Force (True) or forbid (False) the compiled kernel; default: use it when available.
 
     Raises
     ------
@@ -505,35 +406,22 @@ def fold_box_ids(
     block = np.asarray(block)
     if block.ndim == 1:
         block = block[None, :]
-    t, b = block.shape
-    inv = 1.0 / float(eps0)
-    y = (block.astype(np.float64) - origin) * inv
-    ok = (y >= 0) & (y < _Q_LIMIT)  # False for NaN
-    if not ok.all():
-        bad = np.argwhere(~ok)[0]
-        raise ValueError(
-            f"box ids: snapshot {int(bad[0])}, parameter {col_start + int(bad[1])} is "
-            f"{block[bad[0], bad[1]]}, outside the box grid (more than 2^30 boxes of side "
-            f"eps0={eps0:g} from the first snapshot, or not finite); use a larger eps0"
-        )
-    fold = _compiled_fold() if use_compiled is not False else None
-    if use_compiled and fold is None:
-        raise RuntimeError("this fractaldiff build has no compiled fold_box_ids kernel")
-    if fold is not None:
-        status = fold(np.ascontiguousarray(block), int(col_start),
-                      np.ascontiguousarray(origin, dtype=np.float64), float(eps0),
-                      int(n_scales), int(key_seed), ids, 0)
-        if status != 0:
-            raise ValueError(f"box ids: the compiled kernel returned status {status}")
+    origin = np.ascontiguousarray(origin, dtype=np.float64)
+    status = _core.fold_box_ids(block, int(col_start), origin, float(eps0), int(n_scales),
+                                int(key_seed), ids, 0)
+    if status == _core.STATUS_OK:
         return
-    if keys is None:
-        keys = _box_keys(key_seed, col_start, b)
-    q = y.astype(np.int64).astype(np.uint64)  # trunc == floor for y >= 0
-    with np.errstate(over="ignore"):
-        for k in range(n_scales):
-            qk = q >> np.uint64(k)
-            for s in (0, 1):
-                ids[:, k, s] += (qk * keys[s]).sum(axis=1, dtype=np.uint64)
+    y = (block.astype(np.float64) - origin) * (1.0 / float(eps0))
+    ok = (y >= 0) & (y < _core.BOX_Q_LIMIT)  # False for NaN
+    bad = np.argwhere(~ok)
+    if bad.size:
+        t, d = bad[0]
+        raise ValueError(
+            f"box ids: snapshot {int(t)}, parameter {col_start + int(d)} is {block[t, d]}, "
+            f"outside the box grid (more than 2^30 boxes of side eps0={eps0:g} from the first "
+            f"snapshot, or not finite); use a larger eps0"
+        )
+    raise ValueError(f"box ids: the kernel returned status {status}")  # pragma: no cover
 
 
 class OnlineBoxIds:
@@ -562,29 +450,21 @@ class OnlineBoxIds:
 
     Notes
     -----
-    Memory: the origins (D float64) and, for the numpy fallback, the keys (2 D uint64), plus
-    n_scales * 16 bytes per snapshot for the ids.
+    Memory: the origins (D float64), plus n_scales * 16 bytes per snapshot for the ids.
     """
 
     def __init__(
         self, n_params: int, eps0: float, *, n_scales: int = 16, seed: int = 0, grid: int = 0
     ) -> None:
-        self.n_params = _check_pos_int(n_params, "n_params")
-        if isinstance(eps0, (bool, np.bool_)) or not isinstance(
-            eps0, (int, float, np.integer, np.floating)
-        ):
-            raise TypeError(f"eps0 must be a positive number, got {type(eps0).__name__}")
-        if not (math.isfinite(float(eps0)) and float(eps0) > 0):
-            raise ValueError(f"eps0 must be a finite number > 0, got {eps0}")
-        self.eps0 = float(eps0)
-        self.n_scales = _check_pos_int(n_scales, "n_scales")
+        self.n_params = check_int(n_params, "n_params", minimum=1)
+        self.eps0 = check_number(eps0, "eps0", positive=True)
+        self.n_scales = check_int(n_scales, "n_scales", minimum=1)
         if self.n_scales > 31:
             raise ValueError(f"n_scales must be <= 31, got {n_scales}")
-        self.seed = _check_pos_int(seed, "seed", 0)
-        self.grid = _check_pos_int(grid, "grid", 0)
+        self.seed = check_int(seed, "seed", minimum=0)
+        self.grid = check_int(grid, "grid", minimum=0)
         self.key_seed = box_key_seed(self.seed, self.grid)
         self._origin: np.ndarray | None = None
-        self._keys: np.ndarray | None = None
         self._ids: list[np.ndarray] = []
 
     @property
@@ -604,9 +484,9 @@ class OnlineBoxIds:
 
     def update(self, x: Any) -> np.ndarray:
         """Fold in the next snapshot; returns its ids, uint64 array (n_scales, 2)."""
-        row = _as_row(x, self.n_params)
+        row = as_float_vector(x, self.n_params)
         if self._origin is None:
-            _check_finite_row(row, "OnlineBoxIds.update")
+            check_finite_vector(row, "the snapshot", "OnlineBoxIds.update")
             cols = np.arange(self.n_params)
             headroom = 2.0 ** (31 - self.n_scales) * self.coarsest  # = 2^30 * eps0
             self._origin = (
@@ -614,8 +494,6 @@ class OnlineBoxIds:
                 - box_grid_offsets(cols, self.coarsest, self.seed, self.grid)
                 - headroom
             )
-            if _compiled_fold() is None:
-                self._keys = _box_keys(self.key_seed, 0, self.n_params)
         ids = np.zeros((1, self.n_scales, 2), dtype=np.uint64)
         for c0 in range(0, self.n_params, _CHUNK):
             c1 = min(self.n_params, c0 + _CHUNK)
@@ -627,7 +505,6 @@ class OnlineBoxIds:
                 self.n_scales,
                 self.key_seed,
                 ids,
-                keys=None if self._keys is None else self._keys[:, c0:c1],
             )
         self._ids.append(ids[0])
         return ids[0]
@@ -650,16 +527,14 @@ class OnlineBoxIds:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held (origins, keys, ids)."""
+        """Bytes held (origins, ids)."""
         n = 0 if self._origin is None else self._origin.nbytes
-        n += 0 if self._keys is None else self._keys.nbytes
         return n + 16 * self.n_scales * len(self._ids)
 
     @staticmethod
-    def memory_bytes(n_params: int, n_snapshots: int, n_scales: int = 16,
-                     keys: bool = True) -> int:
-        """Bytes of state after ``n_snapshots`` updates (``keys``: numpy fallback's keys)."""
-        return 8 * n_params + (16 * n_params if keys else 0) + 16 * n_scales * n_snapshots
+    def memory_bytes(n_params: int, n_snapshots: int, n_scales: int = 16) -> int:
+        """Bytes of state after ``n_snapshots`` updates."""
+        return 8 * n_params + 16 * n_scales * n_snapshots
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,7 +576,7 @@ class OnlineAccumulators:
         box_eps0: float | None = None,
         box_options: dict | None = None,
     ) -> None:
-        self.n_params = _check_pos_int(n_params, "n_params")
+        self.n_params = check_int(n_params, "n_params", minimum=1)
         if isinstance(msd, dict):
             self.msd: MultipleTauMSD | None = MultipleTauMSD(self.n_params, **msd)
         else:
@@ -721,7 +596,7 @@ class OnlineAccumulators:
 
     def update(self, x: Any, step: int | None = None) -> None:
         """Fold one snapshot into every accumulator."""
-        row = _as_row(x, self.n_params)
+        row = as_float_vector(x, self.n_params)
         for acc in self.accumulators:
             acc.update(row)
         if step is not None:
