@@ -165,6 +165,19 @@ class PosteriorComparison:
     p_bayes_ci: np.ndarray | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def with_m(self, m: float) -> "PosteriorComparison":
+        """The same comparison re-tempered with another exponent count ``m`` (no new
+        sampling): e.g. ``m=1`` for P_temp ∝ P_SGD^{D_ξ,k}."""
+        import dataclasses
+
+        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not (
+                math.isfinite(float(m)) and float(m) > 0):
+            raise ValueError(f"m must be a finite number > 0, got {m!r}")
+        out = _temper(self.state, float(m))
+        settings = dict(self.settings, m=float(m))
+        return dataclasses.replace(self, m=float(m), settings=settings, **out)
 
     @property
     def best_xi(self) -> float:
@@ -563,105 +576,21 @@ def compare_posterior(
     thr = clusters.threshold if clusters.threshold is not None else np.inf
     acceptance = float(np.nanmean(np.stack(acc))) if acc else float("nan")
 
-    # 4. exponents, d_s, D_xi
+    # 4-5. exponents, tempering, distances, bootstrap
     member_alpha = _late_slopes(ensemble.displacement_steps, ensemble.displacement,
                                 float(late_fraction))
-    member_llc = np.asarray(clusters.member_llc, dtype=float)
-
-    def cluster_stats(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lam = np.array(clusters.llc, dtype=float)
-        alp = np.full(K, np.nan)
-        lab = labels[idx]
-        for k in range(K):
-            sel = idx[lab == k]
-            v = member_llc[sel]
-            v = v[np.isfinite(v)]
-            if len(v):
-                lam[k] = v.mean()
-            a = member_alpha[sel]
-            a = a[np.isfinite(a)]
-            if len(a):
-                alp[k] = a.mean()
-            else:
-                alp[k] = np.nanmean(member_alpha[labels == k])
-        return lam, alp
-
     user_ds = None
     if d_s is not None:
         user_ds = np.broadcast_to(np.asarray(d_s, dtype=float), (K,)).copy()
         if not np.isfinite(user_ds).all() or (user_ds <= 0).any():
             raise ValueError(f"d_s must be finite and > 0, got {d_s}")
-
-    def exponents(lam: np.ndarray, alp: np.ndarray) -> tuple[np.ndarray, ...]:
-        ds = user_ds if user_ds is not None else 2.0 * lam * alp
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dw = 2.0 * lam / ds
-        D = xis_arr[:, None] ** (2.0 - dw[None, :])
-        return ds, dw, D
-
-    lam, alp = cluster_stats(np.arange(N))
-    ds, dw, D = exponents(lam, alp)
-    if not np.isfinite(D).all():
-        bad = [f"C{k + 1}" for k in range(K) if not np.isfinite(D[:, k]).all()]
-        raise ValueError(
-            f"compare_posterior: D_ξ is undefined for {', '.join(bad)} (no λ̂ or displacement "
-            f"exponent: estimate λ̂ at members with llc='auto', pass llc=, or pass d_s=)")
-    ground = clusters.ground_distance
-
-    def distances(pb: np.ndarray, ps: np.ndarray, Dm: np.ndarray) -> tuple[np.ndarray, ...]:
-        pt = tempered_masses(ps, m_eff * Dm)
-        kl = kl_divergence(np.broadcast_to(pb, pt.shape), pt)
-        js = js_divergence(np.broadcast_to(pb, pt.shape), pt)
-        ws = np.array([wasserstein_masses(pb, row, ground) for row in pt])
-        return pt, kl, js, ws
-
-    p_temp, kl, js, ws = distances(p_bayes, p_sgd, D)
-    best = int(np.nanargmin(kl))
-    raw = {"kl": kl_divergence(p_bayes, p_sgd), "js": js_divergence(p_bayes, p_sgd),
-           "wasserstein": wasserstein_masses(p_bayes, p_sgd, ground)}
-
-    # 5. bootstrap over members
-    B = int(n_bootstrap)
-    bk = np.empty((B, len(xis_arr)))
-    bj = np.empty((B, len(xis_arr)))
-    bw = np.empty((B, len(xis_arr)))
-    braw = np.empty((B, 3))
-    bps = np.empty((B, K))
-    bpb = np.empty((B, K))
-    chain_of_member: dict[int, list[int]] = {}
-    for c, i in enumerate(chain_member):
-        chain_of_member.setdefault(int(i), []).append(c)
-    brng = np.random.default_rng(seed + 1)
-    for b in range(B):
-        idx = brng.integers(0, N, N)
-        ps = np.bincount(labels[idx], minlength=K) / N
-        ch = [c for i in idx for c in chain_of_member.get(int(i), [])]
-        if not ch:
-            ch = list(brng.integers(0, C, C))
-        pb = counts_c[ch].sum(0)
-        pb = pb / pb.sum()
-        lam_b, alp_b = cluster_stats(idx)
-        _, _, Db = exponents(lam_b, alp_b)
-        Db = np.where(np.isfinite(Db), Db, D)
-        # wasserstein for every ξ is the costly part: only every 4th ξ plus the best,
-        # interpolated in between
-        pt = tempered_masses(ps, m_eff * Db)
-        bk[b] = kl_divergence(np.broadcast_to(pb, pt.shape), pt)
-        bj[b] = js_divergence(np.broadcast_to(pb, pt.shape), pt)
-        sub = sorted(set(range(0, len(xis_arr), 4)) | {best, len(xis_arr) - 1})
-        wsub = np.array([wasserstein_masses(pb, pt[j], ground) for j in sub])
-        bw[b] = np.interp(np.arange(len(xis_arr)), sub, wsub)
-        braw[b] = (kl_divergence(pb, ps), js_divergence(pb, ps),
-                   wasserstein_masses(pb, ps, ground))
-        bps[b], bpb[b] = ps, pb
-    lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
-
-    def pct(a: np.ndarray) -> np.ndarray:
-        return np.stack([np.percentile(a, lo, axis=0), np.percentile(a, hi, axis=0)], -1)
-
-    raw_d = {"kl": {"value": raw["kl"], "ci": pct(braw[:, 0])},
-             "js": {"value": raw["js"], "ci": pct(braw[:, 1])},
-             "wasserstein": {"value": raw["wasserstein"], "ci": pct(braw[:, 2])}}
+    state = {"counts": counts_c, "chain_member": chain_member, "labels": labels,
+             "member_llc": np.asarray(clusters.member_llc, dtype=float),
+             "cluster_llc": np.asarray(clusters.llc, dtype=float),
+             "member_alpha": member_alpha, "ground": clusters.ground_distance,
+             "xis": xis_arr, "user_ds": user_ds, "n_bootstrap": int(n_bootstrap),
+             "confidence": float(confidence), "seed": int(seed)}
+    out = _temper(state, m_eff)
     moved = float(np.mean(S[:, -1] != start_lab))
     diagnostics = {
         "n_chains": C, "acceptance": acceptance, "chains_moved": moved,
@@ -678,14 +607,110 @@ def compare_posterior(
                 "sgld_steps": int(sgld_steps), "sgld_burnin": int(sgld_burnin),
                 "sgld_thin": int(sgld_thin), "sgld_step_size": float(sgld_step_size),
                 "sgld_batch_size": sgld_batch_size, "late_fraction": float(late_fraction),
-                "n_bootstrap": B, "confidence": float(confidence), "seed": int(seed),
+                "n_bootstrap": int(n_bootstrap), "confidence": float(confidence), "seed": int(seed),
                 "d_s_user": None if user_ds is None else user_ds.tolist(),
                 "kl_direction": "KL(P_Bayes || P_temp)", "mass_floor": MASS_FLOOR,
                 "ground_metric": f"{clusters.metric} distance between cluster representatives"}
     return PosteriorComparison(
-        clusters=clusters, xis=xis_arr, p_sgd=p_sgd, p_bayes=p_bayes, p_tempered=p_temp,
-        kl=kl, js=js, wasserstein=ws, kl_ci=pct(bk), js_ci=pct(bj), wasserstein_ci=pct(bw),
-        best=best, raw=raw_d, llc=lam, llc_stderr=np.asarray(clusters.llc_stderr, dtype=float),
-        displacement_exponent=alp, spectral_dimension=ds, walk_dimension=dw,
-        diffusion_coefficient=D, m=m_eff, p_sgd_ci=pct(bps), p_bayes_ci=pct(bpb),
-        settings=settings, diagnostics=diagnostics)
+        clusters=clusters, xis=xis_arr, p_sgd=p_sgd, p_bayes=p_bayes,
+        llc_stderr=np.asarray(clusters.llc_stderr, dtype=float), m=m_eff,
+        settings=settings, diagnostics=diagnostics, state=state, **out)
+
+
+def _temper(state: dict, m_eff: float) -> dict[str, Any]:
+    """Tempered masses, distances and bootstrap intervals from the stored comparison state."""
+    counts_c = state["counts"]
+    chain_member = state["chain_member"]
+    labels = state["labels"]
+    member_llc = state["member_llc"]
+    member_alpha = state["member_alpha"]
+    ground = state["ground"]
+    xis_arr = state["xis"]
+    user_ds = state["user_ds"]
+    confidence = state["confidence"]
+    N = len(labels)
+    C, K = counts_c.shape
+    p_sgd = np.bincount(labels, minlength=K) / N
+    p_bayes = counts_c.sum(0) / counts_c.sum()
+
+    def cluster_stats(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lam = np.array(state["cluster_llc"], dtype=float)
+        alp = np.full(K, np.nan)
+        lab = labels[idx]
+        for k in range(K):
+            sel = idx[lab == k]
+            v = member_llc[sel]
+            v = v[np.isfinite(v)]
+            if len(v):
+                lam[k] = v.mean()
+            a = member_alpha[sel]
+            a = a[np.isfinite(a)]
+            alp[k] = a.mean() if len(a) else np.nanmean(member_alpha[labels == k])
+        return lam, alp
+
+    def exponents(lam: np.ndarray, alp: np.ndarray) -> tuple[np.ndarray, ...]:
+        ds = user_ds if user_ds is not None else 2.0 * lam * alp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dw = 2.0 * lam / ds
+        D = xis_arr[:, None] ** (2.0 - dw[None, :])
+        return ds, dw, D
+
+    lam, alp = cluster_stats(np.arange(N))
+    ds, dw, D = exponents(lam, alp)
+    if not np.isfinite(D).all():
+        bad = [f"C{k + 1}" for k in range(K) if not np.isfinite(D[:, k]).all()]
+        raise ValueError(
+            f"compare_posterior: D_ξ is undefined for {', '.join(bad)} (no λ̂ or displacement "
+            f"exponent: estimate λ̂ at members with llc='auto', pass llc=, or pass d_s=)")
+    p_temp = tempered_masses(p_sgd, m_eff * D)
+    kl = kl_divergence(np.broadcast_to(p_bayes, p_temp.shape), p_temp)
+    js = js_divergence(np.broadcast_to(p_bayes, p_temp.shape), p_temp)
+    ws = np.array([wasserstein_masses(p_bayes, row, ground) for row in p_temp])
+    best = int(np.nanargmin(kl))
+    raw = {"kl": kl_divergence(p_bayes, p_sgd), "js": js_divergence(p_bayes, p_sgd),
+           "wasserstein": wasserstein_masses(p_bayes, p_sgd, ground)}
+
+    B = state["n_bootstrap"]
+    nx = len(xis_arr)
+    bk = np.empty((B, nx))
+    bj = np.empty((B, nx))
+    bw = np.empty(B)
+    braw = np.empty((B, 3))
+    bps = np.empty((B, K))
+    bpb = np.empty((B, K))
+    chain_of_member: dict[int, list[int]] = {}
+    for c, i in enumerate(chain_member):
+        chain_of_member.setdefault(int(i), []).append(c)
+    brng = np.random.default_rng(state["seed"] + 1)
+    for b in range(B):
+        idx = brng.integers(0, N, N)
+        ps = np.bincount(labels[idx], minlength=K) / N
+        ch = [c for i in idx for c in chain_of_member.get(int(i), [])]
+        if not ch:
+            ch = list(brng.integers(0, C, C))
+        pb = counts_c[ch].sum(0)
+        pb = pb / pb.sum()
+        lam_b, alp_b = cluster_stats(idx)
+        Db = exponents(lam_b, alp_b)[2]
+        Db = np.where(np.isfinite(Db), Db, D)
+        pt = tempered_masses(ps, m_eff * Db)
+        bk[b] = kl_divergence(np.broadcast_to(pb, pt.shape), pt)
+        bj[b] = js_divergence(np.broadcast_to(pb, pt.shape), pt)
+        bw[b] = wasserstein_masses(pb, pt[best], ground)  # the LP: at the best ξ only
+        braw[b] = (kl_divergence(pb, ps), js_divergence(pb, ps),
+                   wasserstein_masses(pb, ps, ground))
+        bps[b], bpb[b] = ps, pb
+    lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
+
+    def pct(a: np.ndarray) -> np.ndarray:
+        return np.stack([np.percentile(a, lo, axis=0), np.percentile(a, hi, axis=0)], -1)
+
+    ws_ci = np.full((nx, 2), np.nan)
+    ws_ci[best] = pct(bw)
+    raw_d = {"kl": {"value": raw["kl"], "ci": pct(braw[:, 0])},
+             "js": {"value": raw["js"], "ci": pct(braw[:, 1])},
+             "wasserstein": {"value": raw["wasserstein"], "ci": pct(braw[:, 2])}}
+    return dict(p_tempered=p_temp, kl=kl, js=js, wasserstein=ws, kl_ci=pct(bk), js_ci=pct(bj),
+                wasserstein_ci=ws_ci, best=best, raw=raw_d, llc=lam,
+                displacement_exponent=alp, spectral_dimension=ds, walk_dimension=dw,
+                diffusion_coefficient=D, p_sgd_ci=pct(bps), p_bayes_ci=pct(bpb))
