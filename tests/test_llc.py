@@ -21,6 +21,15 @@ from fractaldiff.bayes import (  # noqa: E402
     llc_trajectory,
 )
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small batched problems: one intra-op thread is fastest and robust on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # Recommended settings for small analytic potentials (docs/llc.md): nβ = 100 (1000 for the
 # reduced-rank regression), γ = 1 << nβ a, ε with ε κ / 4 = 0.01 for the stiffest direction
 # (κ = 2 nβ + γ), 32 chains (nearly free when batched), 3000 steps of which 1000 burn-in.
