@@ -140,7 +140,7 @@ def test_grid_llc_quadratic_exact_finite_nbeta():
 
 
 def test_grid_llc_crossing_volume_has_log_correction():
-    g = grid_llc(crossing, [0.0, 0.0], 1.0, nbeta=100.0, n_points=1201)
+    g = grid_llc(crossing, [0.0, 0.0], 4.0, nbeta=100.0, n_points=1201)
     assert 0.3 < g.volume_exponent < 0.5
 
 

@@ -467,6 +467,7 @@ class Run:
     """Raw output of :func:`run_sgld` (numpy, float64)."""
 
     trace: np.ndarray  # (C, n_steps) mini-batch loss at w_t before the step
+    virial: np.ndarray  # (C, n_steps) (w_t - w*) . grad U(w_t) / D, -> 1 at equilibrium
     acceptance: np.ndarray  # (C,) mean MALA acceptance probability (nan if not measured)
     n_accept_checks: int
     final: torch.Tensor  # (C, D) last parameters
@@ -508,6 +509,7 @@ def run_sgld(
         batches = _Batches(pot.n_data, batch_size, C, gen, dev)
     trace = torch.empty(C, n_steps, dtype=torch.float64)
     acc_sum = torch.zeros(C, dtype=torch.float64)
+    virial = torch.empty(C, n_steps, dtype=torch.float64)
     n_checks = 0
     W = centers.clone()
     noise = torch.empty(C, D, dtype=dt)
@@ -524,6 +526,7 @@ def run_sgld(
             trace[:, t] = L.to("cpu", torch.float64)
             delta = W - centers
             drift = G.mul_(nb).addcmul_(gm, delta)  # nβ ∇L_B + γ (w - w*)
+            virial[:, t] = (delta * drift).sum(1).to("cpu", torch.float64) / D
             torch.randn(C, D, generator=gen, dtype=dt, out=noise)
             W_new = torch.addcmul(W, half_ep, drift, value=-1.0)
             W_new.addcmul_(sq_ep, noise if noise.device == dev else noise.to(dev))
@@ -547,7 +550,7 @@ def run_sgld(
             bar.close()
     seconds = time.perf_counter() - start
     acc = (acc_sum / n_checks).numpy() if n_checks else np.full(C, np.nan)
-    return Run(trace.numpy(), acc, n_checks, W.detach(), seconds)
+    return Run(trace.numpy(), virial.numpy(), acc, n_checks, W.detach(), seconds)
 
 
 # --- diagnostics -----------------------------------------------------------------------------
@@ -579,6 +582,7 @@ class Summary:
     first_half: float
     second_half: float
     chi2_pvalue: float
+    virial: np.ndarray  # per chain, mean over the kept draws
 
 
 def summarize(
@@ -589,7 +593,9 @@ def summarize(
     acceptance: np.ndarray,
     n_params: int,
     *,
+    virial: np.ndarray | None = None,
     acceptance_floor: float = 0.5,
+    virial_tolerance: float = 0.1,
 ) -> Summary:
     """lambda-hat, between-chain stderr and diagnostics of one group of chains.
 
@@ -603,7 +609,13 @@ def summarize(
       errors, p < 1e-3 (and the spread exceeds 5 % of |lambda-hat|);
     * ``not_converged``: first and second halves of the kept draws differ by > 3 standard
       errors and by > 5 % of |lambda-hat| (drift);
-    * ``low_acceptance``: mean MALA acceptance below ``acceptance_floor``.
+    * ``low_acceptance``: mean MALA acceptance below ``acceptance_floor``;
+    * ``not_equilibrated``: the virial ratio v = E[(w - w*) . ∇U(w)] / D, U = nβ L + (γ/2)
+      ||w - w*||², which is exactly 1 under the localized posterior (integration by parts),
+      differs from 1 by more than ``virial_tolerance`` and 3 standard errors: v < 1 means the
+      chains have not spread over the posterior yet (step too small, too few draws, weak
+      localization), v > 1 the discretization inflation (for a quadratic v = 1/(1 - εκ/4),
+      the same factor that inflates λ̂).
     """
     C, T = trace.shape
     draws = trace[:, n_burnin:]
@@ -619,7 +631,9 @@ def summarize(
     ok = ~diverged
     msgs: list[str] = []
     flags = dict(diverged=bool(diverged.any()), negative=False, below_init=False,
-                 chains_disagree=False, not_converged=False, low_acceptance=False)
+                 chains_disagree=False, not_converged=False, low_acceptance=False,
+                 not_equilibrated=False)
+    vir = np.full(C, np.nan) if virial is None else virial[:, n_burnin:].mean(1)
     if diverged.any():
         msgs.append(
             f"{int(diverged.sum())} of {C} chains diverged (NaN/Inf or exploding loss): step "
@@ -627,7 +641,7 @@ def summarize(
         )
     if ok.sum() == 0:
         return Summary(float("nan"), float("nan"), per_chain, pc_se, acceptance, diverged,
-                       flags, msgs, float("nan"), float("nan"), float("nan"))
+                       flags, msgs, float("nan"), float("nan"), float("nan"), vir)
     vals = per_chain[ok]
     mean = float(vals.mean())
     k = len(vals)
@@ -693,8 +707,21 @@ def summarize(
             "step size is too large for this posterior (discretization bias); try "
             "calibrate_llc or a smaller step_size"
         )
+    v_ok = vir[ok]
+    if np.isfinite(v_ok).all() and virial is not None:
+        v_mean = float(v_ok.mean())
+        if k >= 2:
+            v_se = float(v_ok.std(ddof=1) / math.sqrt(k))
+        else:
+            v_se = _batch_means_se(virial[ok][0, n_burnin:])
+        if abs(v_mean - 1.0) > max(virial_tolerance, 3 * v_se):
+            flags["not_equilibrated"] = True
+            what = ("the chains have not spread over the local posterior yet (larger step, "
+                    "more burn-in or a stronger localization)") if v_mean < 1 else \
+                ("the step size inflates the posterior (discretization bias; smaller step)")
+            msgs.append(f"virial ratio E[(w - w*)·∇U]/D = {v_mean:.3f}, not 1: {what}")
     return Summary(mean, stderr, per_chain, pc_se, acceptance, diverged, flags, msgs,
-                   first, second, pval)
+                   first, second, pval, vir)
 
 
 def emit(msgs: list[str], prefix: str = "") -> None:

@@ -27,21 +27,22 @@ class LLCCalibration:
     Attributes
     ----------
     step_size : float
-        The chosen ε: the largest *stable* step (no diverged chain, converged traces, mean
-        MALA acceptance >= ``acceptance_target``, λ̂ > 0) whose λ̂ agrees with the next smaller
-        stable step's (within 3 combined standard errors or ``rtol``), searching from the largest
-        stable step down: past that point the discretization bias 1 / (1 - εκ/4) shows.
+        The chosen ε: the largest *stable* step: no diverged chain, converged traces (first
+        vs second half), mean MALA acceptance >= ``acceptance_target``, λ̂ > 0, and a virial
+        ratio E[(w - w*)·∇U]/D within ``virial_tolerance`` of 1 (exactly 1 under the local
+        posterior: below 1 the chains have not spread out yet, above 1 the step inflates the
+        posterior by the discretization factor, 1/(1 - εκ/4) for a quadratic).
     nbeta, localization : float
         The nβ and γ the choice is for (the first of each sweep).
     table : list of dict
         One row per (step_size, nbeta, localization): llc, stderr, acceptance, diverged,
         converged, stable, flags.
     ok : bool
-        False when no step size was stable (``step_size`` is then the smallest one tried).
+        False when no step size was stable; ``step_size`` is then the non-diverged step with
+        acceptable acceptance whose virial ratio is closest to 1 (or the smallest tried).
     plateau : bool
-        False when no two neighbouring stable steps agreed (λ̂ still changes with ε: the
-        short runs are too short to equilibrate at small ε, or the bias is large at all of
-        them); ``step_size`` is then the largest stable one. Check with more draws.
+        Whether λ̂ at the chosen step agrees with the next smaller stable step's (within 3
+        combined standard errors or ``rtol``); False is a hint that λ̂ still depends on ε.
     """
 
     step_size: float
@@ -74,13 +75,13 @@ class LLCCalibration:
 
     def __repr__(self) -> str:
         lines = [f"LLCCalibration(step_size={self.step_size:.3g}, nβ={self.nbeta:.4g}, "
-                 f"γ={self.localization:.3g}, ok={self.ok})",
+                 f"γ={self.localization:.3g}, ok={self.ok}, plateau={self.plateau})",
                  f"{'eps':>9} {'nbeta':>8} {'gamma':>7} {'llc':>10} {'stderr':>8} "
-                 f"{'accept':>6} stable"]
+                 f"{'accept':>6} {'virial':>6} stable"]
         for r in self.table:
             lines.append(
                 f"{r['step_size']:9.2g} {r['nbeta']:8.4g} {r['localization']:7.3g} "
-                f"{r['llc']:10.4g} {r['stderr']:8.2g} {r['acceptance']:6.2f} "
+                f"{r['llc']:10.4g} {r['stderr']:8.2g} {r['acceptance']:6.2f} {r['virial']:6.3f} "
                 f"{'yes' if r['stable'] else 'no: ' + ','.join(r['flags'])}"
             )
         return "\n".join(lines)
@@ -91,7 +92,7 @@ def calibrate_with_potential(
     localization: float | list[float], batch: int | None, seed: int | None,
     n_chains: int = 4, n_draws: int = 300, n_burnin: int = 100,
     step_sizes: Any = None, acceptance_target: float = 0.95, rtol: float = 0.05,
-    progress: bool = False, mala_every: int = 5,
+    virial_tolerance: float = 0.1, progress: bool = False, mala_every: int = 5,
 ) -> LLCCalibration:
     """The sweep behind :func:`calibrate_llc`, on an already built potential."""
     eps_list = sorted(float(e) for e in (step_sizes if step_sizes is not None
@@ -110,31 +111,37 @@ def calibrate_with_potential(
     for i, (e, nb, gm) in enumerate(combos):
         sl = slice(i * n_chains, (i + 1) * n_chains)
         s = summarize(run.trace[sl], init, nb, n_burnin, run.acceptance[sl], pot.n_params,
-                      acceptance_floor=acceptance_target)
+                      virial=run.virial[sl], acceptance_floor=acceptance_target,
+                      virial_tolerance=virial_tolerance)
         acc = float(np.nanmean(s.acceptance)) if np.isfinite(s.acceptance).any() else float("nan")
         flags = [k for k, v in s.flags.items() if v and k != "chains_disagree"]
         stable = (not flags) and math.isfinite(s.mean) and s.mean > 0
+        vir = float(np.nanmean(s.virial)) if np.isfinite(s.virial).any() else float("nan")
         table.append(dict(step_size=e, nbeta=nb, localization=gm, llc=s.mean,
-                          stderr=s.stderr, acceptance=acc, diverged=bool(s.diverged.any()),
+                          stderr=s.stderr, acceptance=acc, virial=vir,
+                          diverged=bool(s.diverged.any()),
                           converged=not s.flags["not_converged"], stable=stable, flags=flags))
     nb0, gm0 = nbs[0], gms[0]
     rows = [r for r in table if r["nbeta"] == nb0 and r["localization"] == gm0]
     stable = [r for r in rows if r["stable"]]
     plateau = True
-    if not stable:
-        chosen, ok = rows[0]["step_size"], False
-    else:
+    if stable:
         ok = True
-        # from the largest stable step down: the first one that agrees with the next smaller
-        # stable step (the top of the plateau where λ̂ no longer depends on ε)
-        chosen = None
-        for cur, prev in zip(stable[::-1], stable[::-1][1:]):
-            tol = max(3.0 * math.hypot(prev["stderr"], cur["stderr"]), rtol * abs(prev["llc"]))
-            if abs(cur["llc"] - prev["llc"]) <= tol:
-                chosen = cur["step_size"]
-                break
-        if chosen is None:  # no plateau: λ̂ still changes with every stable step
-            chosen, plateau = stable[-1]["step_size"], False
+        top = stable[-1]
+        chosen = top["step_size"]
+        below = stable[-2] if len(stable) >= 2 else None
+        if below is not None:
+            tol = max(3.0 * math.hypot(below["stderr"], top["stderr"]), rtol * abs(below["llc"]))
+            plateau = abs(top["llc"] - below["llc"]) <= tol
+    else:
+        ok = False
+        usable = [r for r in rows if not r["diverged"] and math.isfinite(r["virial"])
+                  and (not math.isfinite(r["acceptance"])
+                       or r["acceptance"] >= acceptance_target)]
+        if usable:
+            chosen = min(usable, key=lambda r: abs(r["virial"] - 1.0))["step_size"]
+        else:
+            chosen = rows[0]["step_size"]
     return LLCCalibration(chosen, nb0, gm0, table, ok, plateau)
 
 
@@ -153,6 +160,7 @@ def calibrate_llc(
     batch_size: int | None = None,
     acceptance_target: float = 0.95,
     rtol: float = 0.05,
+    virial_tolerance: float = 0.1,
     seed: int | None = 0,
     device: Any = None,
     progress: bool = False,
@@ -162,10 +170,12 @@ def calibrate_llc(
     Every (ε, nβ, γ) combination gets ``n_chains`` short chains, and **all of them run as one
     vmapped computation**. A combination is *stable* when no chain diverged, the trace
     converged (first vs second half of the kept draws), the mean MALA acceptance is at least
-    ``acceptance_target`` and λ̂ > 0. The choice is the largest stable ε whose λ̂ still agrees
-    with the next smaller stable ε's (within 3 combined standard errors or ``rtol``), for the
-    first nβ and γ given: too small a step does not converge in the draws given, too large a
-    step inflates λ̂ (for a quadratic by 1 / (1 - εκ/4), κ = nβ a + γ) or diverges.
+    ``acceptance_target``, λ̂ > 0 and the virial ratio E[(w - w*)·∇U]/D is within
+    ``virial_tolerance`` of 1 (it is exactly 1 under the localized posterior). The choice is
+    the largest stable ε for the first nβ and γ given: too small a step has not spread the
+    chains over the posterior in the draws given (virial < 1), too large a step inflates λ̂
+    (for a quadratic by 1 / (1 - εκ/4), κ = nβ a + γ; virial > 1), lowers the acceptance or
+    diverges.
 
     Parameters
     ----------
@@ -184,7 +194,9 @@ def calibrate_llc(
     acceptance_target : float, default 0.95
         Minimum mean MALA acceptance probability (measured every 5 steps).
     rtol : float, default 0.05
-        Relative agreement between neighbouring step sizes.
+        Relative agreement between neighbouring step sizes (for ``plateau``).
+    virial_tolerance : float, default 0.1
+        Allowed |virial ratio - 1| (0.1 allows ~10 % discretization inflation at most).
 
     Returns
     -------
@@ -215,15 +227,13 @@ def calibrate_llc(
         cal = calibrate_with_potential(
             pot, w0, init, nbeta=nbs, localization=gms, batch=batch, seed=seed,
             n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin, step_sizes=step_sizes,
-            acceptance_target=float(acceptance_target), rtol=rtol, progress=progress)
+            acceptance_target=float(acceptance_target), rtol=rtol,
+            virial_tolerance=float(virial_tolerance), progress=progress)
     finally:
         pot.cleanup()
-    if cal.ok and not cal.plateau:
-        warnings.warn(f"{func}: λ̂ changed between every pair of neighbouring stable step sizes "
-                      f"(no plateau); using the largest stable one, {cal.step_size:.3g}. Check "
-                      "with longer runs (n_draws)", LLCWarning, stacklevel=2)
     if not cal.ok:
         warnings.warn(f"{func}: no step size was stable (converged, no divergence, acceptance "
-                      f">= {acceptance_target}); using the smallest, {cal.step_size:.3g}. Try "
-                      "more draws or other step_sizes", LLCWarning, stacklevel=2)
+                      f">= {acceptance_target}, virial ratio within {virial_tolerance} of 1); "
+                      f"using {cal.step_size:.3g}, the closest to equilibrium. Try more draws, a "
+                      "stronger localization or other step_sizes", LLCWarning, stacklevel=2)
     return cal

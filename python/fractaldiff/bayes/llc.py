@@ -57,9 +57,11 @@ class LLCResult:
         n_params, mala_every, device.
     diagnostics : dict
         ``flags`` (dict of bool: diverged, negative, below_init, chains_disagree,
-        not_converged, low_acceptance), ``warnings`` (list of str), ``diverged`` (bool per
-        chain), ``first_half`` / ``second_half`` (lambda-hat from each half of the kept draws),
-        ``chi2_pvalue`` (chains agreement), ``seconds``.
+        not_converged, low_acceptance, not_equilibrated), ``warnings`` (list of str),
+        ``diverged`` (bool per chain), ``first_half`` / ``second_half`` (lambda-hat from each
+        half of the kept draws), ``chi2_pvalue`` (chains agreement), ``virial`` (per chain:
+        E[(w - w*)·∇U]/D over the kept draws, exactly 1 under the localized posterior; < 1:
+        not spread out yet, > 1: discretization inflation), ``seconds``.
     """
 
     mean: float
@@ -353,14 +355,15 @@ def estimate_llc(
         )
     finally:
         pot.cleanup()
-    s = summarize(run.trace, init, nb, n_burnin, run.acceptance, pot.n_params)
+    s = summarize(run.trace, init, nb, n_burnin, run.acceptance, pot.n_params,
+                  virial=run.virial)
     settings = dict(n=n_eff if n_eff > 0 else None, nbeta=nb, step_size=eps,
                     localization=gamma, n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin,
                     batch_size=batch, seed=seed, n_params=pot.n_params, mala_every=mala_every,
                     device=str(pot.device), step_size_auto=auto, backend=pot.backend)
     diagnostics = dict(flags=s.flags, warnings=s.warnings, diverged=s.diverged,
                        first_half=s.first_half, second_half=s.second_half,
-                       chi2_pvalue=s.chi2_pvalue, seconds=run.seconds)
+                       chi2_pvalue=s.chi2_pvalue, virial=s.virial, seconds=run.seconds)
     if calibration is not None:
         diagnostics["calibration"] = calibration
     result = LLCResult(s.mean, s.stderr, s.per_chain, s.per_chain_stderr, run.trace, init,

@@ -181,7 +181,7 @@ def run_group(
         for s in range(S):
             sl = slice(s * C, (s + 1) * C)
             summ = summarize(run.trace[sl], float(init[s]), nb, settings["n_burnin"],
-                             run.acceptance[sl], pot.n_params)
+                             run.acceptance[sl], pot.n_params, virial=run.virial[sl])
             out.append(dict(summary=summ, trace=run.trace[sl], init=float(init[s]),
                             seconds=run.seconds / S, n_params=pot.n_params,
                             backend=pot.backend))
@@ -392,7 +392,7 @@ def llc_trajectory(
                   step_size_auto=False, backend=o["backend"], row=int(r))
         diag = dict(flags=s.flags, warnings=s.warnings, diverged=s.diverged,
                     first_half=s.first_half, second_half=s.second_half,
-                    chi2_pvalue=s.chi2_pvalue, seconds=o["seconds"])
+                    chi2_pvalue=s.chi2_pvalue, virial=s.virial, seconds=o["seconds"])
         results.append(LLCResult(s.mean, s.stderr, s.per_chain, s.per_chain_stderr,
                                  o["trace"], o["init"], s.acceptance, st, diag))
         values.append(s.mean)
