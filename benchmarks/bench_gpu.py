@@ -104,7 +104,7 @@ def torch_fft_msd(X, dtype, chunk=1 << 16):
 def box_counting(X, args):
     """Time the 16-scale box-id pass over the GPU-resident X (one read of X) and the whole
     box_counts call; check the ids bit for bit against the CPU kernel on a column slice."""
-    from fractaldiff.fractal.boxcount import grid_offsets, key_seed
+    from fractaldiff.engine.accumulators import grid_offsets, key_seed
 
     T, D = X.shape
     n_scales = 16
@@ -114,15 +114,15 @@ def box_counting(X, args):
     mins = lo.cpu().numpy()
     origin = mins - grid_offsets(np.arange(D), eps0 * 2.0 ** (n_scales - 1), 0, 0)
     ks = key_seed(0, 0)
-    fold = _core.GpuFold("box_ids", 0, T, memory_limit=1 << 30)
-    fold.configure_box(n_scales, ks, eps0)
+    fold = _core.GpuBoxIdsFold(device=0, n_rows=T, n_scales=n_scales, key_seed=ks,
+                                eps0=eps0, memory_limit=1 << 30)
     ids = np.zeros((T, n_scales, 2), dtype=np.uint64)
 
     def run(cols=D):
-        fold.set_box_block(0, origin[:cols])
+        fold.set_block(0, origin[:cols])
         fold.fold_device(X.data_ptr(), "float32", T, cols, X.stride(0), X.stride(1))
         ids[...] = 0
-        assert fold.finish_ids(ids) == _core.STATUS_OK
+        assert fold.finish(ids) == _core.STATUS_OK
 
     t_box = timed(run)
     print("box ids", t_box, "s", X.numel() * 4 / t_box / 1e12, "TB/s", flush=True)
@@ -144,7 +144,7 @@ def pairwise(args):
     X = weight_like_gpu(T, D, 1e-3, seed=4)
     torch.backends.cuda.matmul.allow_tf32 = False
     t_mm = timed(lambda: torch.matmul(X, X.T), repeat=args.repeat)
-    fold = _core.GpuFold("gram", 0, T, memory_limit=1 << 30)
+    fold = _core.GpuGramFold(device=0, n_rows=T, memory_limit=1 << 30)
     G = np.zeros((T, T))
 
     def gram():

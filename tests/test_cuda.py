@@ -92,15 +92,15 @@ def test_cpu_and_gpu_partial_sums_merge():
 
     X = weight_like(700, 90, 1e-4, seed=5)
     whole = fd.MSDAccumulator(700)
-    whole.fold(X)
+    whole.fold(X, 0)
     left = fd.MSDAccumulator(700)
     left.fold(np.ascontiguousarray(X[:, :37]))
     right = GpuAccumulator(fd.MSDAccumulator(700), 0, 64 << 20)
-    right.fold(np.ascontiguousarray(X[:, 37:]))
+    right.fold(np.ascontiguousarray(X[:, 37:]), 37)
     assert right.flush() == _core.STATUS_OK
     merged = left.merge(right.acc)
     assert merged.n_cols == 90
-    np.testing.assert_allclose(merged.result(), whole.result(), rtol=1e-10)
+    np.testing.assert_allclose(merged.finish(), whole.finish(), rtol=1e-10)
     # a flushed accumulator is reset on the device: a second flush adds nothing
     before = right.acc.power.copy()
     assert right.flush() == _core.STATUS_OK
@@ -270,17 +270,21 @@ def test_device_name_and_self_test():
 def box_ids(X, where, *, n_scales=16, seed=0, grid=0, limit=512 << 20, src=None):
     """Box-id sums (T, n_scales, 2) of one grid, on the CPU (from the host copy ``src``, default
     X) or the GPU (from X as given: host array, torch CUDA tensor, ...), same origins."""
-    from fractaldiff import boxcount as bc
-    from fractaldiff.engine.folds import prepare_input
+    from fractaldiff._validation import AnalysisOptions
+    from fractaldiff.engine.accumulators import BoxIdsAccumulator
+    from fractaldiff.engine.folds import column_ranges, run
 
-    host, t, d, _ = prepare_input(np.asarray(X) if src is None else src, 1, "box counting", 0)
-    mins, maxs = bc._column_ranges(host, d, 0, "test", limit, None)
+    host = np.asarray(X) if src is None else src
+    _, _, _, mins, maxs, _, _ = column_ranges(host, AnalysisOptions("test", memory_limit=limit))
     span = float(np.max(maxs - mins))
     eps0 = span / 2.0**20 if span > 0 else 1.0
-    coarsest = eps0 * 2.0 ** (n_scales - 1)
-    return bc._grid_ids(host if where == "cpu" else X, where, 0, mins, coarsest=coarsest,
-                        seed=seed, grid=grid, eps0=eps0, n_scales=n_scales, nt=0, func="test",
-                        limit=limit, progress=None)
+
+    def make(t):
+        return BoxIdsAccumulator(t, n_scales, eps0, n_grids=grid + 1, seed=seed, mins=mins)
+
+    options = AnalysisOptions("test", device=where, memory_limit=limit)
+    acc = run(host if where == "cpu" else X, make, options, min_rows=1, what="box counting")
+    return acc.ids[grid]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -359,7 +363,7 @@ def test_box_ids_of_torch_cuda_tensors_any_strides_and_dtypes():
 def test_box_ids_merge_across_devices_and_blocks():
     # CPU ids of the first columns + GPU ids of the rest (its own column offset) = CPU ids of all
     require_cuda()
-    from fractaldiff.fractal.boxcount import grid_offsets, key_seed
+    from fractaldiff.engine.accumulators import grid_offsets, key_seed
 
     X = weight_like(200, 600, 1e-3, seed=11)
     mins = X.min(axis=0).astype(np.float64)
@@ -371,18 +375,18 @@ def test_box_ids_merge_across_devices_and_blocks():
     part = np.zeros_like(whole)
     assert _core.fold_box_ids(np.ascontiguousarray(X[:, :37]), 0, origin[:37], eps0, 16, ks,
                               part) == _core.STATUS_OK
-    fold = _core.GpuFold("box_ids", 0, 200, memory_limit=64 << 20)
-    fold.configure_box(16, ks, eps0)
-    fold.set_box_block(37, origin[37:400])
+    fold = _core.GpuBoxIdsFold(device=0, n_rows=200, n_scales=16, key_seed=ks,
+                                eps0=eps0, memory_limit=64 << 20)
+    fold.set_block(37, origin[37:400])
     fold.fold_host(np.ascontiguousarray(X[:, 37:400]))
-    fold.set_box_block(400, origin[400:])
+    fold.set_block(400, origin[400:])
     fold.fold_host(np.asfortranarray(X[:, 400:]))
-    assert fold.finish_ids(part) == _core.STATUS_OK
+    assert fold.finish(part) == _core.STATUS_OK
     np.testing.assert_array_equal(part, whole)
     # out-of-range quantization is reported, not wrapped
-    fold.set_box_block(0, origin[:10] + 1.0)
+    fold.set_block(0, origin[:10] + 1.0)
     fold.fold_host(np.ascontiguousarray(X[:, :10]))
-    assert fold.finish_ids(np.zeros_like(whole)) == _core.STATUS_OUT_OF_RANGE
+    assert fold.finish(np.zeros_like(whole)) == _core.STATUS_OUT_OF_RANGE
 
 
 def test_box_counting_device_errors():
@@ -499,7 +503,7 @@ def test_box_ids_more_than_65535_row_tiles():
     # 65535 * 128 + 200 snapshots: the box-id kernel needs a second launch for the last 200 rows
     # (grid.y is at most 65535 row tiles); ids are T * 2 * 2 * 8 bytes, ~270 MB
     require_cuda()
-    from fractaldiff.fractal.boxcount import key_seed
+    from fractaldiff.engine.accumulators import key_seed
 
     T = 65535 * 128 + 200
     rng = np.random.default_rng(8)
@@ -508,12 +512,12 @@ def test_box_ids_more_than_65535_row_tiles():
     eps0, n_scales, ks = 2.0**-20, 2, key_seed(3, 1)
     want = np.zeros((T, n_scales, 2), dtype=np.uint64)
     assert _core.fold_box_ids(X, 0, origin, eps0, n_scales, ks, want) == _core.STATUS_OK
-    fold = _core.GpuFold("box_ids", 0, T, memory_limit=1 << 30)
-    fold.configure_box(n_scales, ks, eps0)
-    fold.set_box_block(0, origin)
+    fold = _core.GpuBoxIdsFold(device=0, n_rows=T, n_scales=n_scales, key_seed=ks,
+                                eps0=eps0, memory_limit=1 << 30)
+    fold.set_block(0, origin)
     fold.fold_host(X)
     got = np.zeros_like(want)
-    assert fold.finish_ids(got) == _core.STATUS_OK
+    assert fold.finish(got) == _core.STATUS_OK
     assert fold.device_bytes() <= 1 << 30
     np.testing.assert_array_equal(got[-200:], want[-200:])
     assert np.array_equal(got, want)
@@ -578,7 +582,7 @@ def test_device_inputs_in_column_chunks_within_memory_limit():
     # device matrix go up in chunks of 2048 columns; the fold's device memory stays within the
     # limit, for device and host inputs
     torch = require_torch_cuda()
-    from fractaldiff.fractal.boxcount import key_seed
+    from fractaldiff.engine.accumulators import key_seed
 
     limit = 1 << 20
     X = weight_like(64, 40000, 1e-3, seed=9, dtype=np.float32)
@@ -595,18 +599,18 @@ def test_device_inputs_in_column_chunks_within_memory_limit():
     ks = key_seed(0, 0)
     want_ids = np.zeros((64, 12, 2), dtype=np.uint64)
     assert _core.fold_box_ids(X, 0, origin, eps0, 12, ks, want_ids) == _core.STATUS_OK
-    fold = _core.GpuFold("box_ids", 0, 64, memory_limit=limit)
-    fold.configure_box(12, ks, eps0)
-    fold.set_box_block(0, origin[:25000])
+    fold = _core.GpuBoxIdsFold(device=0, n_rows=64, n_scales=12, key_seed=ks,
+                                eps0=eps0, memory_limit=limit)
+    fold.set_block(0, origin[:25000])
     fold.fold_device(t.data_ptr(), "float32", 64, 25000, 40000, 1)
-    fold.set_box_block(25000, origin[25000:])
+    fold.set_block(25000, origin[25000:])
     fold.fold_host(X[:, 25000:])
     assert fold.device_bytes() <= limit
     got_ids = np.zeros_like(want_ids)
-    assert fold.finish_ids(got_ids) == _core.STATUS_OK
+    assert fold.finish(got_ids) == _core.STATUS_OK
     np.testing.assert_array_equal(got_ids, want_ids)
 
-    gram = _core.GpuFold("gram", 0, 64, memory_limit=limit)
+    gram = _core.GpuGramFold(device=0, n_rows=64, memory_limit=limit)
     gram.fold_device(t.data_ptr(), "float32", 64, 40000, 40000, 1)
     gram.fold_host(X[:, :5000])
     assert gram.device_bytes() - 64 * 64 * 8 <= limit  # the (T, T) result is not counted
@@ -618,27 +622,27 @@ def test_device_inputs_in_column_chunks_within_memory_limit():
 
 
 def test_gpu_fold_outputs_are_never_converted():
-    # finish/finish_ids add into the caller's array: a wrong dtype or layout is refused, not
+    # finish adds into the caller's array: a wrong dtype or layout is refused, not
     # converted into a temporary that would take the sums away
     require_cuda()
-    fold = _core.GpuFold("box_ids", 0, 10, memory_limit=64 << 20)
-    fold.configure_box(4, 1, 0.5)
-    fold.set_box_block(0, np.zeros(3))
+    fold = _core.GpuBoxIdsFold(device=0, n_rows=10, n_scales=4, key_seed=1,
+                                eps0=0.5, memory_limit=64 << 20)
+    fold.set_block(0, np.zeros(3))
     fold.fold_host(np.ones((10, 3)))
     for bad in (np.zeros((10, 4, 2)), np.zeros((10, 4, 2), dtype=np.int64),
                 np.zeros((2, 4, 10), dtype=np.uint64).T, np.zeros((10, 4, 3), dtype=np.uint64)):
         with pytest.raises(ValueError, match="ids must be a writable C-contiguous uint64"):
-            fold.finish_ids(bad)
+            fold.finish(bad)
     ids = np.zeros((10, 4, 2), dtype=np.uint64)
-    assert fold.finish_ids(ids) == _core.STATUS_OK and ids.any()
-    gram = _core.GpuFold("gram", 0, 10, memory_limit=64 << 20)
+    assert fold.finish(ids) == _core.STATUS_OK and ids.any()
+    gram = _core.GpuGramFold(device=0, n_rows=10, memory_limit=64 << 20)
     gram.fold_host(np.arange(30.0).reshape(10, 3))
     for bad in (np.zeros((10, 10), dtype=np.float32), np.zeros((10, 10), order="F"),
                 np.zeros((10, 11))):
         with pytest.raises(ValueError, match="gram must be a writable C-contiguous float64"):
             gram.finish(bad)
-    disp = _core.GpuFold("displacement", 0, 10, ref=0, memory_limit=64 << 20)
-    with pytest.raises(ValueError, match="out must be a writable C-contiguous float64"):
+    disp = _core.GpuDisplacementFold(device=0, n_rows=10, ref=0, memory_limit=64 << 20)
+    with pytest.raises(ValueError, match="sq must be a writable C-contiguous float64"):
         disp.finish(np.zeros(10, dtype=np.float32))
 
 
@@ -649,4 +653,4 @@ def test_gram_result_too_large_names_its_size():
     _, total = torch.cuda.mem_get_info()
     T = int(np.sqrt(total / 8)) + 1024  # T * T * 8 bytes exceed the whole device
     with pytest.raises(MemoryError, match=r"result itself, T\*T\*8 = \d+ bytes"):
-        _core.GpuFold("gram", 0, T, memory_limit=1 << 30)
+        _core.GpuGramFold(device=0, n_rows=T, memory_limit=1 << 30)

@@ -1,5 +1,6 @@
-// Bindings of the CUDA folds (cuda/cuda_api.hpp). Compiled in every build: without CUDA the
-// GpuFold constructor raises a clear error (cuda/no_cuda.cpp).
+// Bindings of the CUDA folds (cuda/cuda_api.hpp): one class per fold kind, sharing the streaming
+// methods. Compiled in every build: without CUDA the constructors raise a clear error
+// (cuda/no_cuda.cpp).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -10,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "../../cuda/cuda_api.hpp"
+#include "cuda_api.hpp"
 #include "common.hpp"
 #include "fractaldiff/api.hpp"
 
@@ -40,126 +41,141 @@ StridedMatrix device_matrix(uintptr_t ptr, const std::string& dtype, int64_t n_r
   return m;
 }
 
-/// GpuFold plus the accumulator lengths its finish() expects.
-class PyGpuFold {
- public:
-  PyGpuFold(const std::string& kind, int device, int64_t n_rows, int64_t n_direct,
-            py::array_t<int64_t, py::array::c_style | py::array::forcecast> lags, int64_t ref,
-            int64_t memory_limit)
-      : n_rows_(n_rows), n_direct_(n_direct) {
-    if (kind == "msd_fft") {
-      kind_ = cuda::FoldKind::msd_fft;
-    } else if (kind == "msd_lags") {
-      kind_ = cuda::FoldKind::msd_lags;
-    } else if (kind == "displacement") {
-      kind_ = cuda::FoldKind::displacement;
-    } else if (kind == "box_ids") {
-      kind_ = cuda::FoldKind::box_ids;
-    } else if (kind == "gram") {
-      kind_ = cuda::FoldKind::gram;
-    } else {
-      throw std::invalid_argument("kind must be 'msd_fft', 'msd_lags', 'displacement', "
-                                  "'box_ids' or 'gram', got '" + kind + "'");
-    }
-    if (lags.ndim() != 1) throw std::invalid_argument("lags must be 1-D");
-    lags_.assign(lags.data(), lags.data() + lags.shape(0));
-    if (memory_limit < (1 << 20)) throw std::invalid_argument("memory_limit must be >= 1 MiB");
-    py::gil_scoped_release release;
-    fold_ = std::make_unique<cuda::GpuFold>(kind_, device, n_rows, n_direct, lags_, ref,
-                                            memory_limit);
-  }
+/// The methods every GPU fold kind shares (streaming and synchronisation).
+template <class Fold>
+struct PyFoldBase {
+  std::unique_ptr<Fold> fold;
+  int64_t n_rows = 0;
 
   void fold_host(const py::array& x) {
     const StridedMatrix m = as_matrix(x, "x");
     py::gil_scoped_release release;
-    fold_->fold_host(m);
+    fold->fold_host(m);
   }
-
-  void fold_device(uintptr_t ptr, const std::string& dtype, int64_t n_rows, int64_t n_cols,
+  void fold_device(uintptr_t ptr, const std::string& dtype, int64_t rows, int64_t cols,
                    int64_t row_stride, int64_t col_stride) {
-    const StridedMatrix m = device_matrix(ptr, dtype, n_rows, n_cols, row_stride, col_stride);
-    if (n_cols == 0) return;
+    const StridedMatrix m = device_matrix(ptr, dtype, rows, cols, row_stride, col_stride);
+    if (cols == 0) return;
     py::gil_scoped_release release;
-    fold_->fold_device(m);
+    fold->fold_device(m);
   }
+  void synchronize() {
+    py::gil_scoped_release release;
+    fold->synchronize();
+  }
+  int64_t device_bytes() const { return fold->device_bytes(); }
+};
 
-  void configure_box(int n_scales, uint64_t key_seed, double eps0) {
+template <class Fold, class... A>
+std::unique_ptr<Fold> make_fold(A... args) {
+  py::gil_scoped_release release;
+  return std::make_unique<Fold>(args...);
+}
+
+struct PyMsdFold : PyFoldBase<cuda::MsdFftFold> {
+  int64_t n_direct = 0;
+  PyMsdFold(int device, int64_t rows, int64_t direct, int64_t memory_limit) : n_direct(direct) {
+    n_rows = rows;
+    fold = make_fold<cuda::MsdFftFold>(device, rows, direct, memory_limit);
+  }
+  int finish(const py::object& power, const py::object& sqnorm, const py::object& direct) {
+    double* a = as_accumulator(power, msd_fft_length(n_rows), "power");
+    double* b = as_accumulator(sqnorm, n_rows, "sqnorm");
+    double* c = as_accumulator(direct, n_direct + 1, "direct");
+    py::gil_scoped_release release;
+    return fold->finish(a, b, c);
+  }
+};
+
+struct PyLagsFold : PyFoldBase<cuda::LagsFold> {
+  int64_t n_lags = 0;
+  PyLagsFold(int device, int64_t rows,
+             py::array_t<int64_t, py::array::c_style | py::array::forcecast> lags,
+             int64_t memory_limit) {
+    if (lags.ndim() != 1) throw std::invalid_argument("lags must be 1-D");
+    std::vector<int64_t> l(lags.data(), lags.data() + lags.shape(0));
+    n_rows = rows;
+    n_lags = static_cast<int64_t>(l.size());
+    fold = make_fold<cuda::LagsFold>(device, rows, l, memory_limit);
+  }
+  int finish(const py::object& sums) {
+    double* a = as_accumulator(sums, n_lags, "sums");
+    py::gil_scoped_release release;
+    return fold->finish(a);
+  }
+};
+
+struct PyDisplacementFold : PyFoldBase<cuda::DisplacementFold> {
+  PyDisplacementFold(int device, int64_t rows, int64_t ref, int64_t memory_limit) {
+    n_rows = rows;
+    fold = make_fold<cuda::DisplacementFold>(device, rows, ref, memory_limit);
+  }
+  int finish(const py::object& sq) {
+    double* a = as_accumulator(sq, n_rows, "sq");
+    py::gil_scoped_release release;
+    return fold->finish(a);
+  }
+};
+
+struct PyBoxIdsFold : PyFoldBase<cuda::BoxIdsFold> {
+  int n_scales = 0;
+  py::array_t<double> origin;  // the current block's origins, read by the fold until finish()
+  PyBoxIdsFold(int device, int64_t rows, int scales, uint64_t key_seed, double eps0,
+               int64_t memory_limit)
+      : n_scales(scales) {
     if (!(eps0 > 0.0) || !std::isfinite(eps0))
       throw std::invalid_argument("eps0 must be a finite number > 0");
+    n_rows = rows;
     // 1/eps0 computed exactly as the CPU binding does, so the quantization matches bit for bit
-    const double inv = 1.0 / eps0;
+    fold = make_fold<cuda::BoxIdsFold>(device, rows, scales, key_seed, 1.0 / eps0, memory_limit);
+  }
+  void set_block(int64_t col_start,
+                 py::array_t<double, py::array::c_style | py::array::forcecast> o) {
+    if (o.ndim() != 1) throw std::invalid_argument("origin must be 1-D");
     {
       py::gil_scoped_release release;
-      fold_->configure_box(n_scales, key_seed, inv);
+      fold->set_block(col_start, o.data(), o.shape(0));
     }
-    n_scales_ = n_scales;
+    origin = std::move(o);
   }
-
-  void set_box_block(int64_t col_start,
-                     py::array_t<double, py::array::c_style | py::array::forcecast> origin) {
-    if (origin.ndim() != 1) throw std::invalid_argument("origin must be 1-D");
-    const double* o = origin.data();
-    const int64_t n = origin.shape(0);
-    {
-      py::gil_scoped_release release;
-      fold_->set_box_block(col_start, o, n);
-    }
-    // GpuFold reads the origins during the following folds: keep them (or their float64 copy)
-    origin_ = std::move(origin);
-  }
-
-  int finish_ids(const py::object& ids) {
-    uint64_t* out = as_output<uint64_t>(ids, {n_rows_, n_scales_, 2}, "ids", "uint64");
+  int finish(const py::object& ids) {
+    uint64_t* out = as_output<uint64_t>(ids, {n_rows, n_scales, 2}, "ids", "uint64");
     int status;
     {
       py::gil_scoped_release release;
-      status = fold_->finish_ids(out);
+      status = fold->finish(out);
     }
-    origin_ = py::array_t<double>();
+    origin = py::array_t<double>();
     return status;
   }
-
-  int finish(const py::object& out0, const py::object& out1, const py::object& out2) {
-    double* a = nullptr;
-    double* b = nullptr;
-    double* c = nullptr;
-    switch (kind_) {
-      case cuda::FoldKind::msd_fft:
-        a = as_accumulator(out0, msd_fft_length(n_rows_), "power");
-        b = as_accumulator(out1, n_rows_, "sqnorm");
-        c = as_accumulator(out2, n_direct_ + 1, "direct");
-        break;
-      case cuda::FoldKind::msd_lags:
-        a = as_accumulator(out0, static_cast<int64_t>(lags_.size()), "out");
-        break;
-      case cuda::FoldKind::displacement:
-        a = as_accumulator(out0, n_rows_, "out");
-        break;
-      case cuda::FoldKind::gram:
-        a = as_output<double>(out0, {n_rows_, n_rows_}, "gram", "float64");
-        break;
-      case cuda::FoldKind::box_ids:
-        throw std::invalid_argument("a box_ids fold finishes with finish_ids()");
-    }
-    py::gil_scoped_release release;
-    return fold_->finish(a, b, c);
-  }
-
-  void synchronize() {
-    py::gil_scoped_release release;
-    fold_->synchronize();
-  }
-
-  int64_t device_bytes() const { return fold_->device_bytes(); }
-
- private:
-  cuda::FoldKind kind_ = cuda::FoldKind::msd_fft;
-  int64_t n_rows_ = 0, n_direct_ = 0;
-  int n_scales_ = 0;
-  std::vector<int64_t> lags_;
-  py::array_t<double> origin_;  // the current box block's origins, read by GpuFold
-  std::unique_ptr<cuda::GpuFold> fold_;
 };
+
+struct PyGramFold : PyFoldBase<cuda::GramFold> {
+  PyGramFold(int device, int64_t rows, int64_t memory_limit) {
+    n_rows = rows;
+    fold = make_fold<cuda::GramFold>(device, rows, memory_limit);
+  }
+  int finish(const py::object& gram) {
+    double* g = as_output<double>(gram, {n_rows, n_rows}, "gram", "float64");
+    py::gil_scoped_release release;
+    return fold->finish(g);
+  }
+};
+
+/// Bind the shared methods of a fold kind.
+template <class Py>
+py::class_<Py> bind_fold(py::module_& m, const char* name, const char* doc) {
+  py::class_<Py> c(m, name, doc);
+  c.def("fold_host", &Py::fold_host, py::arg("x"),
+        "Stream a host (T, B) float32/float64 array (any strides) to the device and fold it.")
+      .def("fold_device", &Py::fold_device, py::arg("ptr"), py::arg("dtype"), py::arg("n_rows"),
+           py::arg("n_cols"), py::arg("row_stride"), py::arg("col_stride"),
+           "Fold a (T, B) matrix in device memory; strides in elements (may be negative).")
+      .def("synchronize", &Py::synchronize,
+           "Wait for every kernel and copy issued so far (device inputs may then be freed).")
+      .def("device_bytes", &Py::device_bytes, "Device memory held now, in bytes.");
+  return c;
+}
 
 int box_minmax_device(uintptr_t ptr, const std::string& dtype, int64_t n_rows, int64_t n_cols,
                       int64_t row_stride, int64_t col_stride, int device,
@@ -194,34 +210,41 @@ void register_cuda(py::module_& m) {
         "Overwrite mins/maxs (length n_cols) with the per-column min and max of a (T, B) matrix "
         "in CUDA device memory (strides in elements), as box_minmax does on the host. Returns a "
         "status code (non-finite data -> STATUS_NONFINITE).");
-  py::class_<PyGpuFold>(m, "GpuFold",
-                        "Fold column blocks into float64 accumulators on a CUDA device (private).")
-      .def(py::init<const std::string&, int, int64_t, int64_t,
-                    py::array_t<int64_t, py::array::c_style | py::array::forcecast>, int64_t,
+  const int64_t ml = int64_t(512) << 20;
+  bind_fold<PyMsdFold>(m, "GpuMsdFold", "All-lag MSD accumulators on a CUDA device (engine).")
+      .def(py::init<int, int64_t, int64_t, int64_t>(), py::kw_only(), py::arg("device"),
+           py::arg("n_rows"), py::arg("n_direct"), py::arg("memory_limit") = ml)
+      .def("finish", &PyMsdFold::finish, py::arg("power"), py::arg("sqnorm"), py::arg("direct"),
+           "Wait, add the sums into the host arrays, reset; returns a status code.");
+  bind_fold<PyLagsFold>(m, "GpuLagsFold", "Selected-lag MSD sums on a CUDA device (engine).")
+      .def(py::init<int, int64_t, py::array_t<int64_t, py::array::c_style | py::array::forcecast>,
                     int64_t>(),
-           py::arg("kind"), py::arg("device"), py::arg("n_rows"), py::arg("n_direct") = 0,
-           py::arg("lags") = py::array_t<int64_t>(0), py::arg("ref") = 0,
-           py::arg("memory_limit") = int64_t(512) << 20)
-      .def("fold_host", &PyGpuFold::fold_host, py::arg("x"),
-           "Stream a host (T, B) float32/float64 array (any strides) to the device and fold it.")
-      .def("fold_device", &PyGpuFold::fold_device, py::arg("ptr"), py::arg("dtype"),
-           py::arg("n_rows"), py::arg("n_cols"), py::arg("row_stride"), py::arg("col_stride"),
-           "Fold a (T, B) matrix in device memory; strides in elements (may be negative).")
-      .def("finish", &PyGpuFold::finish, py::arg("out0"), py::arg("out1") = py::none(),
-           py::arg("out2") = py::none(),
-           "Wait, add the accumulators into the host arrays, reset; returns a status code.")
-      .def("configure_box", &PyGpuFold::configure_box, py::arg("n_scales"), py::arg("key_seed"),
-           py::arg("eps0"),
-           "box_ids folds: scales, hash-key seed and finest box side (as for fold_box_ids).")
-      .def("set_box_block", &PyGpuFold::set_box_block, py::arg("col_start"), py::arg("origin"),
-           "box_ids folds: the next folded block starts at global column col_start and has "
-           "these per-column origins.")
-      .def("finish_ids", &PyGpuFold::finish_ids, py::arg("ids"),
-           "box_ids folds: wait, add the id sums into ids (T, n_scales, 2) mod 2^64, reset; "
-           "returns a status code (STATUS_OUT_OF_RANGE when a quantized value left [0, 2^31)).")
-      .def("synchronize", &PyGpuFold::synchronize,
-           "Wait for every kernel and copy issued so far (device inputs may then be freed).")
-      .def("device_bytes", &PyGpuFold::device_bytes, "Device memory held now, in bytes.");
+           py::kw_only(), py::arg("device"), py::arg("n_rows"), py::arg("lags"),
+           py::arg("memory_limit") = ml)
+      .def("finish", &PyLagsFold::finish, py::arg("sums"),
+           "Wait, add the lag sums into `sums`, reset; returns a status code.");
+  bind_fold<PyDisplacementFold>(m, "GpuDisplacementFold",
+                                "Squared displacements on a CUDA device (engine).")
+      .def(py::init<int, int64_t, int64_t, int64_t>(), py::kw_only(), py::arg("device"),
+           py::arg("n_rows"), py::arg("ref"), py::arg("memory_limit") = ml)
+      .def("finish", &PyDisplacementFold::finish, py::arg("sq"),
+           "Wait, add the squared displacements into `sq`, reset; returns a status code.");
+  bind_fold<PyBoxIdsFold>(m, "GpuBoxIdsFold", "Box-id sums on a CUDA device (engine).")
+      .def(py::init<int, int64_t, int, uint64_t, double, int64_t>(), py::kw_only(),
+           py::arg("device"), py::arg("n_rows"), py::arg("n_scales"), py::arg("key_seed"),
+           py::arg("eps0"), py::arg("memory_limit") = ml)
+      .def("set_block", &PyBoxIdsFold::set_block, py::arg("col_start"), py::arg("origin"),
+           "The next folded block starts at global column col_start and has these per-column "
+           "origins.")
+      .def("finish", &PyBoxIdsFold::finish, py::arg("ids"),
+           "Wait, add the id sums into ids (T, n_scales, 2) mod 2^64, reset; returns a status "
+           "code (STATUS_OUT_OF_RANGE when a quantized value left [0, 2^31)).");
+  bind_fold<PyGramFold>(m, "GpuGramFold", "Centred Gram matrix on a CUDA device (engine).")
+      .def(py::init<int, int64_t, int64_t>(), py::kw_only(), py::arg("device"),
+           py::arg("n_rows"), py::arg("memory_limit") = ml)
+      .def("finish", &PyGramFold::finish, py::arg("gram"),
+           "Wait, add the Gram matrix into the lower triangle (j <= i) of `gram`, reset; "
+           "returns a status code.");
 }
 
 }  // namespace bindings

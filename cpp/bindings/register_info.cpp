@@ -2,7 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "../../cuda/cuda_api.hpp"
+#include "cuda_api.hpp"
 #include "fractaldiff/api.hpp"
 
 namespace fractaldiff {
