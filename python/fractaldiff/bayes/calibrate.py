@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ._engine import LLCWarning, Potential, check_count, check_pos, run_sgld, summarize
-from .llc import DEFAULTS, check_common, init_losses, setup
+from .llc import check_common, init_losses, resolve_localization, setup
 
 __all__ = ["LLCCalibration", "calibrate_llc", "calibrate_with_potential"]
 
@@ -91,7 +91,7 @@ def calibrate_with_potential(
     pot: Potential, w0: torch.Tensor, init: float, *, nbeta: float | list[float],
     localization: float | list[float], batch: int | None, seed: int | None,
     n_chains: int = 4, n_draws: int = 300, n_burnin: int = 100,
-    step_sizes: Any = None, acceptance_target: float = 0.95, rtol: float = 0.05,
+    step_sizes: Any = None, acceptance_target: float = 0.9, rtol: float = 0.05,
     virial_tolerance: float = 0.1, progress: bool = False, mala_every: int = 5,
 ) -> LLCCalibration:
     """The sweep behind :func:`calibrate_llc`, on an already built potential."""
@@ -151,14 +151,14 @@ def calibrate_llc(
     *,
     step_sizes: Any = None,
     nbeta: float | list[float] | None = None,
-    localization: float | list[float] = DEFAULTS["localization"],
+    localization: float | list[float] | None = None,
     n: int | None = None,
     loss: str | Callable = "cross_entropy",
     n_chains: int = 4,
     n_draws: int = 300,
     n_burnin: int = 100,
     batch_size: int | None = None,
-    acceptance_target: float = 0.95,
+    acceptance_target: float = 0.9,
     rtol: float = 0.05,
     virial_tolerance: float = 0.1,
     seed: int | None = 0,
@@ -185,13 +185,14 @@ def calibrate_llc(
         ε values to try (default half decades 1e-7 ... 1e-2).
     nbeta : float or sequence of float, optional
         nβ value(s) to sweep (default n / log n).
-    localization : float or sequence of float, default 1.0
-        γ value(s) to sweep.
+    localization : float or sequence of float, optional
+        γ value(s) to sweep (default as in :func:`estimate_llc`: 100 with a model, 1 with a
+        loss function).
     n_chains : int, default 4
         Chains per combination.
     n_draws, n_burnin : int, default 300, 100
         Steps per chain (burn-in included) and burn-in.
-    acceptance_target : float, default 0.95
+    acceptance_target : float, default 0.9
         Minimum mean MALA acceptance probability (measured every 5 steps).
     rtol : float, default 0.05
         Relative agreement between neighbouring step sizes (for ``plateau``).
@@ -204,6 +205,7 @@ def calibrate_llc(
         ``.step_size``, ``.table``, ``.plot()``.
     """
     func = "calibrate_llc"
+    localization = resolve_localization(localization, model_or_loss_fn)
     n_chains, n_draws, n_burnin, _, _ = check_common(
         func, n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin, localization=0.0,
         mala_every=1)

@@ -26,8 +26,18 @@ from ._engine import (
 __all__ = ["LLCResult", "LLCWarning", "estimate_llc"]
 
 #: Recommended defaults (see docs/llc.md for how they were chosen).
-DEFAULTS = dict(n_chains=8, n_draws=1000, n_burnin=200, localization=1.0, batch_size=256,
+DEFAULTS = dict(n_chains=8, n_draws=1000, n_burnin=300, localization=None, batch_size=256,
                 mala_every=20)
+#: Default localization γ: 100 for networks (Lau et al. 2024), 1 for loss functions
+#: (analytic potentials, where γ must stay << nβ times the curvatures).
+LOCALIZATION_MODEL, LOCALIZATION_FUNCTION = 100.0, 1.0
+
+
+def resolve_localization(localization: Any, target: Any) -> Any:
+    """The default γ for the entry point when ``localization`` is None."""
+    if localization is not None:
+        return localization
+    return LOCALIZATION_MODEL if isinstance(target, torch.nn.Module) else LOCALIZATION_FUNCTION
 
 
 @dataclass(repr=False)
@@ -227,7 +237,7 @@ def estimate_llc(
     n_draws: int = DEFAULTS["n_draws"],
     n_burnin: int = DEFAULTS["n_burnin"],
     step_size: float | str = 1e-4,
-    localization: float = DEFAULTS["localization"],
+    localization: float | None = None,
     nbeta: float | None = None,
     batch_size: int | None = None,
     seed: int | None = 0,
@@ -273,15 +283,18 @@ def estimate_llc(
     n_draws : int, default 1000
         SGLD steps per chain, **burn-in included**: the estimate averages the last
         ``n_draws - n_burnin`` losses (so ``n_draws`` must exceed ``n_burnin``).
-    n_burnin : int, default 200
+    n_burnin : int, default 300
+        Allow a few relaxation times 2 / (ε γ) (flat directions) before the kept draws.
     step_size : float or "auto", default 1e-4
         ε (> 0). ``"auto"`` runs :func:`calibrate_llc` first (short batched runs over a grid of
         ε) and uses the largest stable step it finds. For a quadratic basin of curvature a the
         discretization inflates lambda-hat by 1 / (1 - ε κ / 4), κ = nβ a + γ; keep ε κ ≲ 0.04
         for a 1 % bias.
-    localization : float, default 1.0
-        γ (>= 0). Must be small against nβ times the curvatures of interest, or it biases
-        lambda-hat toward 0 (Lau et al. use up to 100 for large nets).
+    localization : float, optional
+        γ (>= 0). Default 100 with a model (Lau et al. 2024: it keeps the chains near w* in
+        the flat directions, whose relaxation time is 2 / (ε γ) steps) and 1 with a loss
+        function (analytic potentials: γ must be small against nβ times the curvatures of
+        interest, or it biases λ̂ toward 0; for a quadratic nβ a / (nβ a + γ)).
     nbeta : float, optional
         Inverse temperature nβ (> 0). Default **n / log n with n the data-set size** (Watanabe's
         WBIC temperature). devinterp v2 defaults to batch_size / log(batch_size) instead, so
@@ -319,6 +332,7 @@ def estimate_llc(
         than the data, no trainable parameters, a loss that does not return a scalar.
     """
     func = "estimate_llc"
+    localization = resolve_localization(localization, model_or_loss_fn)
     n_chains, n_draws, n_burnin, gamma, mala_every = check_common(
         func, n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin,
         localization=localization, mala_every=mala_every,

@@ -645,7 +645,12 @@ def _temper(state: dict, m_eff: float) -> dict[str, Any]:
                 lam[k] = v.mean()
             a = member_alpha[sel]
             a = a[np.isfinite(a)]
-            alp[k] = a.mean() if len(a) else np.nanmean(member_alpha[labels == k])
+            if len(a):
+                alp[k] = a.mean()
+            else:
+                allk = member_alpha[labels == k]
+                allk = allk[np.isfinite(allk)]
+                alp[k] = allk.mean() if len(allk) else np.nan
         return lam, alp
 
     def exponents(lam: np.ndarray, alp: np.ndarray) -> tuple[np.ndarray, ...]:

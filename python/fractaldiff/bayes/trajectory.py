@@ -20,7 +20,7 @@ from ._engine import (
     run_sgld,
     summarize,
 )
-from .llc import DEFAULTS, LLCResult, check_common, init_losses
+from .llc import DEFAULTS, LOCALIZATION_MODEL, LLCResult, check_common, init_losses
 
 __all__ = ["LLCTrajectory", "llc_trajectory", "run_group"]
 
@@ -233,7 +233,7 @@ def llc_trajectory(
     n_draws: int = DEFAULTS["n_draws"],
     n_burnin: int = DEFAULTS["n_burnin"],
     step_size: float = 1e-4,
-    localization: float = DEFAULTS["localization"],
+    localization: float | None = None,
     nbeta: float | None = None,
     batch_size: int | None = None,
     seed: int | None = 0,
@@ -298,6 +298,8 @@ def llc_trajectory(
     from ..train.snapshots import load_snapshot, open_run
 
     func = "llc_trajectory"
+    if localization is None:
+        localization = LOCALIZATION_MODEL
     n_chains, n_draws, n_burnin, gamma, mala_every = check_common(
         func, n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin,
         localization=localization, mala_every=mala_every)
