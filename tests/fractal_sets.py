@@ -53,3 +53,35 @@ DIMENSIONS = {
     "sierpinski": np.log(3) / np.log(2),
     "brownian3": 2.0,
 }
+
+
+def sierpinski_carpet(n: int, seed: int = 0, depth: int = 25) -> np.ndarray:
+    """Uniform measure on the Sierpinski carpet (dimension log 8 / log 3)."""
+    rng = np.random.default_rng(seed)
+    cells = np.array([(i, j) for i in range(3) for j in range(3) if (i, j) != (1, 1)], float)
+    digits = rng.integers(0, 8, size=(n, depth))
+    w = 3.0 ** -np.arange(1, depth + 1)
+    return np.einsum("k,nkd->nd", w, cells[digits])
+
+
+def koch(n: int, seed: int = 0, depth: int = 25) -> np.ndarray:
+    """Uniform measure on the Koch curve (dimension log 4 / log 3)."""
+    rng = np.random.default_rng(seed)
+    rot = np.exp(1j * np.pi / 3)
+    scale = np.array([1 / 3, rot / 3, np.conj(rot) / 3, 1 / 3])
+    shift = np.array([0.0, 1 / 3, 0.5 + 1j * np.sqrt(3) / 6, 2 / 3])
+    digits = rng.integers(0, 4, size=(n, depth))
+    z = np.zeros(n, dtype=complex)
+    for k in range(depth - 1, -1, -1):  # innermost map first
+        d = digits[:, k]
+        z = scale[d] * z + shift[d]
+    return np.column_stack([z.real, z.imag])
+
+
+def embed_random(P: np.ndarray, D: int, rng: np.random.Generator) -> np.ndarray:
+    """Embed P (n, k) in R^D by a random rotation and a random offset, as weights would be."""
+    Q, _ = np.linalg.qr(rng.standard_normal((D, P.shape[1])))
+    return P @ Q.T + rng.standard_normal(D) * 10.0
+
+
+DIMENSIONS.update({"sierpinski_carpet": np.log(8) / np.log(3), "koch": np.log(4) / np.log(3)})

@@ -26,7 +26,8 @@ from .._validation import (
     check_number,
     shared_docs,
 )
-from .windows import DimensionEstimate, scaling_fit, resolve_scale_window, select_window
+from .windows import (DimensionEstimate, box_resolution, resolve_scale_window, scaling_fit,
+                      select_window)
 
 __all__ = ["box_counts", "box_counting_dimension", "chao1", "grid_offsets"]
 
@@ -327,6 +328,11 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
         raise ValueError(f"correction must be 'chao1' or None, got {correction!r}")
     min_count = check_int(min_count, "min_count", minimum=1)
     min_coverage = check_fraction(min_coverage, "min_coverage", low_open=False)
+    if min_coverage < 0.5:
+        raise ValueError(
+            f"min_coverage must be >= 0.5, got {min_coverage}: below it most occupied boxes "
+            "hold one sample point, N(eps) saturates at T and the slope tends to 0 (a "
+            "dimension of 0 +- 0 says nothing about the set)")
     if max_fill is not None:
         max_fill = check_fraction(max_fill, "max_fill")
     tolerance = check_fraction(tolerance, "tolerance", high_open=True)
@@ -376,6 +382,7 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
                     for c in fitted_per_grid]
         terms["grids"] = math.sqrt(float(np.var(per_grid, ddof=1)) / g)
     stderr = math.sqrt(sum(v * v for v in terms.values()))
+    resolution = box_resolution(float(dim), float(stderr), t, min_count)
     ws = np.exp(-x[start:stop])
     return DimensionEstimate(
         method="box counting",
@@ -390,6 +397,6 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
         details={"counts_per_grid": counts, "n_grids": g, "raw_counts": raw,
                  "singletons": f1, "doubletons": f2, "coverage": coverage,
                  "correction": correction, "raw_dimension": float(raw_dim),
-                 "stderr_terms": terms},
+                 "stderr_terms": terms, **resolution},
     )
 

@@ -24,7 +24,8 @@ from .._validation import (
     check_int,
     shared_docs,
 )
-from .windows import DimensionEstimate, scaling_fit, resolve_scale_window, select_window
+from .windows import (DimensionEstimate, correlation_uncertainty, resolve_scale_window,
+                      scaling_fit, select_window)
 
 __all__ = [
     "TrajectoryPCA",
@@ -189,6 +190,10 @@ def _check_theiler(theiler: Any, t: int) -> int:
     return w
 
 
+#: most radii correlation_dimension evaluates C(r) at (issue 15: 10**4 took over a minute)
+MAX_RADII = 512
+
+
 def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
                           n_radii: int = 64, min_pairs: int = 100, max_fraction: float = 0.25,
                           n_threads: int | None = None, device: str = "auto",
@@ -223,7 +228,7 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     window : "auto" or (float, float), default "auto"
         Radii ``(smallest, largest)`` to fit over, or "auto" (see Notes).
     n_radii : int, default 64
-        Log-spaced radii from the smallest non-zero to the largest pair distance.
+        Log-spaced radii from the smallest non-zero to the largest pair distance (4..512).
     min_pairs : int, default 100
         Automatic window: ignore radii with fewer pairs below them (Poisson noise).
     max_fraction : float, default 0.25
@@ -270,11 +275,16 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     T uniformly random times has C(r) ~ r^2 down to the smallest pairs (tests: 1.90-1.95 for
     T = 4096, theiler = 1).
 
-    Uncertainty: ``stderr`` combines the fit's standard error with half the difference of the
-    slopes of the window's two halves (curvature). ``takens_stderr`` is the formal
-    ``takens / sqrt(M)``; pairs sharing points are not independent, so treat it as a lower
-    bound. Reliable estimates need T >= about 10**(dimension/2) points well beyond that, the
-    usual rule for correlation dimensions.
+    Uncertainty (:func:`fractaldiff.fractal.windows.correlation_uncertainty`): ``stderr``
+    combines a delete-a-group jackknife over the points (20 contiguous blocks: the jackknife of
+    a U-statistic, and a block jackknife over time for a trajectory; pairs that share a point
+    are dependent, so the scatter of C(r) about the line understates the error several-fold)
+    with the difference of the slopes of the window's two halves (curvature: a bias term).
+    ``takens_stderr`` combines the jackknife of Takens' estimate with its difference from the
+    slope (curvature below r_0 biases it). Estimates above 0.4 of the Eckmann-Ruelle limit
+    2 log10 T are flagged (``details["resolution_limited"]``, a ``ResolutionWarning``) and
+    their ``details["interval"]`` is one-sided: a lower bound. benchmarks/coverage.py measures
+    the coverage of these intervals (docs/coverage.md).
 
     Examples
     --------
@@ -290,6 +300,10 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     options = AnalysisOptions.check(func, n_threads=n_threads, device=device,
                                     memory_limit=memory_limit, progress=progress)
     n_radii = check_int(n_radii, "n_radii", minimum=4)
+    if n_radii > MAX_RADII:
+        raise ValueError(f"n_radii must be <= {MAX_RADII}, got {n_radii}: the automatic window "
+                         "compares every run of radii (cost ~ n_radii^2), and C(r) has no "
+                         "detail finer than a few dozen radii per decade")
     min_pairs = check_int(min_pairs, "min_pairs", minimum=1)
     max_fraction = check_fraction(max_fraction, "max_fraction")
     src, t = _input_rows(X, 3, "the correlation dimension")
@@ -362,6 +376,8 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         takens_se = takens / math.sqrt(m)
     else:  # pragma: no cover - the window guarantees pairs below r0
         takens, takens_se = float("nan"), float("nan")
+    unc = correlation_uncertainty(sq, w, r, x, y, start, stop, t, float(dim), takens)
+    stderr, takens_se = unc["stderr"], unc["takens_stderr"]
     return DimensionEstimate(
         method="correlation",
         dimension=float(dim),
@@ -375,7 +391,7 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         takens=takens,
         takens_stderr=takens_se,
         details={"theiler": w, "n_pairs": n_pairs, "takens_pairs": m, "msd": msd,
-                 "theiler_radius": r_theiler},
+                 "theiler_radius": r_theiler, **unc["details"]},
     )
 
 
