@@ -174,3 +174,54 @@ def test_named_exponent_aliases():
     with pytest.raises(AttributeError):
         fit.msd_exponent
     assert repr(fit).startswith("ExponentFit(displacement_exponent=")
+
+
+def test_fit_groups_share_one_window():
+    t = np.arange(1, 3000.0)
+    early = 10.0 ** planted([1.0, 0.4], [30.0], t)
+    late = 10.0 ** planted([1.0, 0.4], [300.0], t)
+    groups = {"total": early + late, "early": early, "late": late}
+    fits = fd.fit_groups(t, groups, window="last_regime", cov="independent", warn_window=False)
+    windows = {f.window for f in fits.values()}
+    assert len(windows) == 1  # one window: the exponents are comparable
+    assert all(f.window_rule.startswith("shared: chosen on 'total'") for f in fits.values())
+    separate = fd.fit_groups(t, groups, window="last_regime", cov="independent",
+                             shared_window=False, warn_window=False)
+    assert len({f.window for f in separate.values()}) > 1
+
+
+def test_effective_dimension_calibrates_a_single_curve():
+    rng = np.random.default_rng(5)
+    x = fractional_brownian_motion(800, 0.5, 8, rng)
+    dims = fd.effective_dimension(x)
+    assert 6.5 < dims <= 8.0
+    m = fd.msd(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning the user cannot act on
+        ex = fit_msd(np.arange(1, 800), m[1:], n_snapshots=800, effective_dims=dims,
+                     window=(1, 80))
+    assert ex.fit.stderr_source == "fbm"
+    assert abs(ex.msd_exponent - 1.0) < 3 * ex.msd_exponent_stderr
+
+
+def test_trajectory_pca_and_dimension_plots():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    X = np.cumsum(np.random.default_rng(0).standard_normal((200, 30)), axis=0)
+    ax = fd.trajectory_pca(X, 3).plot(components=(0, 2))
+    assert ax.get_xlabel().startswith("PC1") and ax.get_ylabel().startswith("PC3")
+    rng = np.random.default_rng(1)
+    Y = rng.uniform(size=(3000, 2)) @ rng.standard_normal((2, 20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = fd.box_counting_dimension(Y)
+    ax = est.plot()
+    chao = [line for line in ax.lines if "chao1" in str(line.get_label())][0]
+    low = est.details["coverage"] < 0.5
+    assert len(chao.get_xdata()) == int(np.count_nonzero(~low & (est.values > 0)))
+    assert "window" in ax.get_title()
+    plt.close("all")

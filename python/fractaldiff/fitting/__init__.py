@@ -12,6 +12,7 @@ from .ensemble import (
     fit_ensemble,
     reference_ergodicity_breaking,
 )
+from .groups import fit_groups
 from .exponents import (
     BreakModel,
     Crossover,
@@ -46,6 +47,7 @@ __all__ = [
     "fit_displacement",
     "fit_ensemble",
     "fit_exponent",
+    "fit_groups",
     "fit_msd",
     "local_slope",
     "reference_ergodicity_breaking",

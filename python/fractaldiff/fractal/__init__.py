@@ -12,16 +12,19 @@ from .correlation import (
     pairwise_sqdist,
     trajectory_pca,
 )
-from .windows import DimensionEstimate, select_window
+from .effective import effective_dimension
+from .windows import DimensionEstimate, ResolutionWarning, select_window
 
 __all__ = [
     "DimensionEstimate",
+    "ResolutionWarning",
     "TrajectoryPCA",
     "box_counting_dimension",
     "box_counts",
     "centered_gram",
     "chao1",
     "correlation_dimension",
+    "effective_dimension",
     "grid_offsets",
     "msd_from_sqdist",
     "pairwise_sqdist",

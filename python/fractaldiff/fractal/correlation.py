@@ -434,6 +434,13 @@ class TrajectoryPCA:
         top = np.round(self.explained_variance_ratio[:3], 4).tolist()
         return f"TrajectoryPCA(n_components={k}, explained_variance_ratio[:3]={top})"
 
+    def plot(self, ax=None, **kwargs: Any):
+        """The trajectory in the plane of two components, coloured by time
+        (:func:`fractaldiff.fractal.plots.plot_trajectory_pca`: ``components``, ``steps``)."""
+        from .plots import plot_trajectory_pca
+
+        return plot_trajectory_pca(self, ax, **kwargs)
+
     def box_counting_dimension(self, **kwargs: Any) -> DimensionEstimate:
         """Box-counting dimension of the projected trajectory (the ``scores``).
 

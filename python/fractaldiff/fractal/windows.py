@@ -104,6 +104,10 @@ def select_window(x: Any, y: Any, candidate: Any, *, min_points: int = 3,
     return int(longest[0]), int(longest[-1]) + 1
 
 
+#: Chao1 estimates are drawn only at scales with at least this sample coverage
+PLOT_MIN_COVERAGE = 0.5
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class DimensionEstimate:
     """A fractal dimension fitted as a log-log slope over a scaling region.
@@ -186,9 +190,12 @@ class DimensionEstimate:
         extra = ""
         if self.takens is not None:
             extra = f", takens={self.takens:.4g} ± {self.takens_stderr:.2g}"
+        if self.details.get("resolution_limited"):
+            extra += ", resolution-limited: a lower bound"
         return (
             f"DimensionEstimate(method={self.method!r}, dimension={self.dimension:.4g} ± "
-            f"{self.stderr:.2g}, window=({lo:.4g}, {hi:.4g}), n_points={self.n_points}{extra})"
+            f"{self.stderr:.2g}, window=({lo:.4g}, {hi:.4g}) [{self.window_rule}], "
+            f"n_points={self.n_points}{extra})"
         )
 
     def plot(self, ax=None, **kwargs: Any):
@@ -214,19 +221,26 @@ class DimensionEstimate:
         kwargs.setdefault("linestyle", "none")
         label = self.method
         raw = self.details.get("raw_counts")
+        coverage = self.details.get("coverage")
         if raw is not None and self.details.get("correction"):
             label = f"{self.method} ({self.details['correction']} estimate)"
             seen = raw > 0
             ax.loglog(s[seen], raw[seen], marker=".", linestyle="none", color="0.6",
                       label="boxes seen")
+            if coverage is not None:
+                # below half coverage most boxes hold one point: Chao1 means nothing there
+                pos &= np.asarray(coverage) >= PLOT_MIN_COVERAGE
         ax.loglog(s[pos], v[pos], label=label, **kwargs)
         inw = self.in_window & pos
         sign = -1.0 if self.method == "box counting" else 1.0
         xs = s[inw]
         if xs.size:
             fit = np.exp(self.intercept + sign * self.dimension * np.log(xs))
-            ax.loglog(xs, fit, "-", label=f"slope {self.dimension:.3g} ± {self.stderr:.2g}")
-            ax.axvspan(xs.min(), xs.max(), alpha=0.12)
+            bound = " (lower bound)" if self.details.get("resolution_limited") else ""
+            ax.loglog(xs, fit, "-",
+                      label=f"slope {self.dimension:.3g} ± {self.stderr:.2g}{bound}")
+            ax.axvspan(xs.min(), xs.max(), alpha=0.12, label="window")
+            ax.set_title(f"window: {self.window_rule}", fontsize="small", wrap=True)
         if self.method == "box counting":
             ax.set_xlabel("box side eps")
             ax.set_ylabel("occupied boxes N(eps)")
