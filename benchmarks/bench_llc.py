@@ -14,7 +14,11 @@ Workloads (issue 12):
 BatchNorm: both evaluate the model in eval mode (running statistics), ours by construction,
 devinterp through its ``evaluate`` callback, so both sample the same posterior.
 
-Run:  nice python benchmarks/bench_llc.py [--quick] [--repeat N] [--no-memory]
+``--validate`` prints the validation table instead: λ̂ on potentials with known learning
+coefficients at the recommended settings of docs/llc.md (the same runs as tests/test_llc.py),
+with the exact finite-nβ value from grid_llc where the model has at most 3 parameters.
+
+Run:  nice python benchmarks/bench_llc.py [--quick] [--repeat N] [--no-memory] [--validate]
 """
 
 from __future__ import annotations
@@ -127,15 +131,58 @@ def memory_per_chain(name: str) -> float:
     return (vals[34] - vals[2]) / 32
 
 
+def validate() -> None:
+    from fractaldiff.bayes import grid_llc
+
+    def rrr(w):
+        a = w[:15].reshape(3, 5)
+        b = w[15:].reshape(5, 3)
+        return 0.5 * ((b @ a) ** 2).sum()
+
+    cases = [
+        ("Σ w_i², d=1", lambda w: (w**2).sum(), 1, 0.5, 100.0, 2e-4, 1.0),
+        ("Σ w_i², d=4", lambda w: (w**2).sum(), 4, 2.0, 100.0, 2e-4, None),
+        ("Σ w_i², d=20", lambda w: (w**2).sum(), 20, 10.0, 100.0, 2e-4, None),
+        ("w1⁴", lambda w: w[0] ** 4, 1, 0.25, 100.0, 2e-4, 1.5),
+        ("w1² + w2⁴", lambda w: w[0] ** 2 + w[1] ** 4, 2, 0.75, 100.0, 2e-4, 1.5),
+        ("w1² w2²", lambda w: w[0] ** 2 * w[1] ** 2, 2, 0.5, 100.0, 2e-4, 5.0),
+        ("RRR (5,3,5,0)", rrr, 30, 6.5, 1000.0, 1e-4, None),
+    ]
+    print("| K(w) | true λ | nβ | ε | λ̂ ± stderr | error | exact finite-nβ (grid) | "
+          "volume exponent (grid) | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, fn, d, lam, nb, eps, radius in cases:
+        t0 = time.perf_counter()
+        r = estimate_llc(fn, torch.zeros(d, dtype=torch.float64), nbeta=nb, localization=1.0,
+                         step_size=eps, n_chains=32, n_draws=3000, n_burnin=1000, seed=0,
+                         warn=False)
+        dt = time.perf_counter() - t0
+        if radius is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                g = grid_llc(fn, np.zeros(d), radius, nbeta=nb, localization=1.0,
+                             n_points=20001 if d == 1 else 801)
+            gl, gv = f"{g.llc:.4f}", f"{g.volume_exponent:.3f}"
+        else:
+            gl = gv = "–"
+        print(f"| {name} | {lam:g} | {nb:g} | {eps:g} | {r.mean:.3f} ± {r.stderr:.3f} | "
+              f"{100 * (r.mean - lam) / lam:+.1f} % | {gl} | {gv} | {dt:.1f} |")
+    print("(γ = 1, 32 chains x 3000 steps of which 1000 burn-in, seed 0, float64)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="2 repeats, 50 draws")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--validate", action="store_true", help="print the validation table")
     ap.add_argument("--memory-probe", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.validate:
+        validate()
+        return
     if args.memory_probe:
         memory_probe(args.memory_probe[0], int(args.memory_probe[1]))
         return
@@ -181,7 +228,7 @@ def main() -> None:
     for (name, D, to, td, ratio, pcs, fl, rel, mb, lo, ld) in rows:
         dv = f"{ld[0]:.2f} ± {ld[1]:.2f}" if ld else "n/a"
         print(f"| {name} MLP | {D} | {to:.3f} | {td:.3f} | {ratio:.1f}x | {pcs:.3f} | {fl:.3f} "
-              f"| {rel:.2f} | {mb:.2f} | {lo[0]:.2f} ± {lo[1]:.2f} | {dv} |")
+              f"| {rel:.2f} | {mb:.3f} | {lo[0]:.2f} ± {lo[1]:.2f} | {dv} |")
     targets = {"digits": 3.0, "moons": 8.0}
     for row in rows:
         if math.isfinite(row[4]):

@@ -406,10 +406,11 @@ def sequential_program(model: torch.nn.Module, names: list[str], sizes: list[int
                 if h.dim() != 3:
                     raise ValueError("BatchNorm1d on a non-matrix input")
                 inv = torch.rsqrt(m.running_var + m.eps)
-                if m.affine:
+                if m.affine:  # folded: h * (g / sd) + (b - mean g / sd), one pass over h
                     g = get(parts, name + ".weight", (1, m.num_features), C)
                     b = get(parts, name + ".bias", (1, m.num_features), C)
-                    h = torch.addcmul(b, (h - m.running_mean) * inv, g)
+                    scale = g * inv
+                    h = torch.addcmul(b - m.running_mean * scale, h, scale)
                 else:
                     h = (h - m.running_mean) * inv
             elif isinstance(m, torch.nn.Flatten):
@@ -526,7 +527,7 @@ def run_sgld(
             trace[:, t] = L.to("cpu", torch.float64)
             delta = W - centers
             drift = G.mul_(nb).addcmul_(gm, delta)  # nβ ∇L_B + γ (w - w*)
-            virial[:, t] = (delta * drift).sum(1).to("cpu", torch.float64) / D
+            virial[:, t] = torch.linalg.vecdot(delta, drift).to("cpu", torch.float64) / D
             torch.randn(C, D, generator=gen, dtype=dt, out=noise)
             W_new = torch.addcmul(W, half_ep, drift, value=-1.0)
             W_new.addcmul_(sq_ep, noise if noise.device == dev else noise.to(dev))

@@ -142,12 +142,12 @@ def toy_singular_check(
     nbeta: float | None = None,
     prior_std: float = 1.0,
     extent: float = 3.0,
-    grid: int = 601,
+    grid: int | None = None,
     bins: int = 40,
     n_chains: int = 400,
     n_steps: int = 20000,
     n_burnin: int = 2000,
-    sgld_step_size: float = 1e-4,
+    sgld_step_size: float = 3e-4,
     sgd_lr: float = 0.01,
     sgd_batch_size: int = 1,
     seed: int = 0,
@@ -161,7 +161,8 @@ def toy_singular_check(
     {w1 w2 = 0}, a normal crossing with λ = 1/2: the posterior is a non-Gaussian cross.
 
     * **Grid**: p(w) ∝ ρ(w) exp(−nβ L_n(w)) on a ``grid`` × ``grid`` lattice over
-      [−extent, extent]², integrated into ``bins`` × ``bins`` histogram bins.
+      [−extent, extent]² (default 20 cells per bin and axis), integrated into ``bins`` ×
+      ``bins`` histogram bins.
     * **SGLD** (full batch, exact gradients from sufficient statistics):
       Δw = −(ε/2)(nβ ∇L_n + w/σ²) + N(0, ε I), ``n_chains`` chains started from the prior,
       ``n_steps`` steps, the first ``n_burnin`` discarded.
@@ -197,8 +198,8 @@ def toy_singular_check(
     nb = float(n) if nbeta is None else _pos(nbeta, "nbeta")
     prior_std = _pos(prior_std, "prior_std")
     extent = _pos(extent, "extent")
-    grid = _pos_int(grid, "grid", 10)
     bins = _pos_int(bins, "bins", 2)
+    grid = 20 * bins if grid is None else _pos_int(grid, "grid", 10)
     n_chains = _pos_int(n_chains, "n_chains")
     n_steps = _pos_int(n_steps, "n_steps", 2)
     n_burnin = _pos_int(n_burnin, "n_burnin", 0)

@@ -55,6 +55,9 @@ class LLCTrajectory:
         The averaging weights of the included snapshots (sum to 1; 0 for excluded ones).
     rule : str
         The exclusion rule applied, in words.
+    lambda_bar : Estimate
+        ``fractaldiff.Estimate(mean_llc, mean_llc_stderr)``: pass it to
+        ``fd.spectral_dimension`` / ``fd.check_spectral_bound``.
     """
 
     rows: np.ndarray
@@ -69,6 +72,11 @@ class LLCTrajectory:
     weights: np.ndarray
     rule: str
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lambda_bar(self) -> Any:
+        """lambda-bar ± stderr as ``fractaldiff.Estimate`` (same as :meth:`as_estimate`)."""
+        return self.as_estimate()
 
     def as_estimate(self, confidence: float = 0.95) -> Any:
         """lambda-bar as ``fractaldiff.Estimate``, for ``fd.spectral_dimension`` and
