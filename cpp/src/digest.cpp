@@ -14,18 +14,16 @@
 // lockstep, independent chains that keep the multiplier busy, and the non-finite count is taken
 // from the same loaded words (a compare per element, summed in vector counters). The portable
 // path hashes one chunk at a time. Both give bit-identical results (tests check against a
-// reference implementation).
+// reference implementation). The chunk hashing is a kernel like the others
+// (digest_kernels.hpp), compiled per SIMD level and called through the active KernelTable;
+// this file only cuts rows into chunks, spreads them over threads and folds the results.
 #include "fractaldiff/digest.hpp"
 
 #include <cstring>
 #include <vector>
 
 #include "fractaldiff/api.hpp"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FD_DIGEST_AVX512 1
-#include <immintrin.h>
-#endif
+#include "fractaldiff/digest_kernels.hpp"  // constants and mix64 (the generic copy)
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -35,202 +33,18 @@ namespace fractaldiff {
 
 namespace {
 
-constexpr uint64_t kK1 = 0x9E3779B97F4A7C15ull;
-constexpr uint64_t kK2 = 0xC2B2AE3D27D4EB4Full;
-constexpr int64_t kChunk = 1 << 16;
-constexpr int kGroup = 8;  // chunks hashed in lockstep
+using generic::digest::kChunk;
+using generic::digest::kGroup;
+using generic::digest::kK1;
+using generic::digest::kK2;
+using generic::digest::mix64;
+using ChunkResult = DigestChunk;
 
-inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-inline uint64_t mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xFF51AFD7ED558CCDull;
-  x ^= x >> 33;
-  x *= 0xC4CEB9FE1A85EC53ull;
-  x ^= x >> 33;
-  return x;
-}
-
-struct ChunkResult {
-  uint64_t hash;
-  int64_t nonfinite;
-  int64_t first;  // element index within the row, or -1
-};
-
-template <int kElem>
-inline bool is_nonfinite(const unsigned char* p) {
-  if constexpr (kElem == 2) {
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return (v & 0x7C00u) == 0x7C00u;
-  } else if constexpr (kElem == 4) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return (v & 0x7F800000u) == 0x7F800000u;
-  } else {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    return (v & 0x7FF0000000000000ull) == 0x7FF0000000000000ull;
-  }
-}
-
-/// Finish a chunk whose lanes have taken the words before byte ``done`` (a multiple of 32):
-/// the remaining words and the partial word, the length mix, and the non-finite count of the
-/// bytes from ``done`` on (``count`` holds the count before it).
-template <int kElem>
-ChunkResult finish_chunk(const unsigned char* p, int64_t n, int64_t elem_offset, uint64_t* lane,
-                         int64_t done, int64_t count) {
-  const int64_t n_words = n / 8;
-  for (int64_t w = done / 8; w < n_words; ++w) {
-    uint64_t v;
-    std::memcpy(&v, p + 8 * w, 8);
-    lane[w & 3] = rotl((lane[w & 3] ^ v) * kK1, 31);
-  }
-  if (n % 8) {
-    uint64_t v = 0;
-    std::memcpy(&v, p + 8 * n_words, n % 8);
-    lane[0] = rotl((lane[0] ^ v) * kK1, 31);
-  }
-  const uint64_t h = mix64(lane[0] ^ rotl(lane[1], 17) ^ rotl(lane[2], 29) ^ rotl(lane[3], 43) ^
-                           static_cast<uint64_t>(n));
-  ChunkResult r{h, 0, -1};
-  if constexpr (kElem > 0) {
-    for (int64_t i = done; i + kElem <= n; i += kElem) count += is_nonfinite<kElem>(p + i);
-    if (count) {  // locate only when something was found
-      for (int64_t i = 0; i + kElem <= n; i += kElem)
-        if (is_nonfinite<kElem>(p + i)) {
-          r.first = elem_offset + i / kElem;
-          break;
-        }
-    }
-    r.nonfinite = count;
-  }
-  (void)count;
-  return r;
-}
-
-/// Portable: one chunk at a time.
-template <int kElem>
-ChunkResult digest_chunk(const unsigned char* p, int64_t n, int64_t elem_offset) {
-  uint64_t lane[4] = {kK2, kK2 ^ 1, kK2 ^ 2, kK2 ^ 3};
-  const int64_t n_blocks = n / 32;
-  for (int64_t b = 0; b < n_blocks; ++b) {
-    uint64_t v[4];
-    std::memcpy(v, p + 32 * b, 32);
-    for (int i = 0; i < 4; ++i) lane[i] = rotl((lane[i] ^ v[i]) * kK1, 31);
-  }
-  int64_t count = 0;
-  if constexpr (kElem > 0) {
-    // branch-free count (vectorises)
-    for (int64_t i = 0; i + kElem <= 32 * n_blocks; i += kElem) count += is_nonfinite<kElem>(p + i);
-  }
-  return finish_chunk<kElem>(p, n, elem_offset, lane, 32 * n_blocks, count);
-}
-
-#ifdef FD_DIGEST_AVX512
-#define FD_AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,popcnt")))
-
-/// AVX-512: N chunks of the same length n hashed in lockstep (one 256-bit vector of lanes each).
-template <int kElem, int N>
-FD_AVX512_TARGET void digest_lockstep(const unsigned char* const* p, int64_t n,
-                                      const int64_t* elem_offset, ChunkResult* out) {
-  __m256i lane[N];
-  __m256i cnt[N];
-  const __m256i k1 = _mm256_set1_epi64x(static_cast<long long>(kK1));
-  const __m256i init = _mm256_set_epi64x(static_cast<long long>(kK2 ^ 3),
-                                         static_cast<long long>(kK2 ^ 2),
-                                         static_cast<long long>(kK2 ^ 1),
-                                         static_cast<long long>(kK2));
-  __m256i expo;
-  if constexpr (kElem == 2) expo = _mm256_set1_epi16(0x7C00);
-  else if constexpr (kElem == 4) expo = _mm256_set1_epi32(0x7F800000);
-  else expo = _mm256_set1_epi64x(0x7FF0000000000000ll);
-  for (int c = 0; c < N; ++c) {
-    lane[c] = init;
-    cnt[c] = _mm256_setzero_si256();
-  }
-  const int64_t n_blocks = n / 32;
-  for (int64_t b = 0; b < n_blocks; ++b) {
-#pragma GCC unroll 8
-    for (int c = 0; c < N; ++c) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[c] + 32 * b));
-      lane[c] = _mm256_rol_epi64(_mm256_mullo_epi64(_mm256_xor_si256(lane[c], v), k1), 31);
-      if constexpr (kElem > 0) {
-        const __m256i e = _mm256_and_si256(v, expo);
-        // a matching element compares to all-ones (-1): subtracting counts it, per lane
-        if constexpr (kElem == 2) cnt[c] = _mm256_sub_epi16(cnt[c], _mm256_cmpeq_epi16(e, expo));
-        else if constexpr (kElem == 4) cnt[c] = _mm256_sub_epi32(cnt[c], _mm256_cmpeq_epi32(e, expo));
-        else cnt[c] = _mm256_sub_epi64(cnt[c], _mm256_cmpeq_epi64(e, expo));
-      }
-    }
-  }
-  for (int c = 0; c < N; ++c) {
-    alignas(32) uint64_t l[4];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(l), lane[c]);
-    int64_t count = 0;
-    if constexpr (kElem > 0) {
-      // per-lane counters: 16-bit lanes count at most 2048 per 64 KiB chunk, no overflow
-      alignas(32) uint16_t c16[16];
-      alignas(32) uint32_t c32[8];
-      alignas(32) uint64_t c64[4];
-      if constexpr (kElem == 2) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(c16), cnt[c]);
-        for (int i = 0; i < 16; ++i) count += c16[i];
-      } else if constexpr (kElem == 4) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(c32), cnt[c]);
-        for (int i = 0; i < 8; ++i) count += c32[i];
-      } else {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(c64), cnt[c]);
-        for (int i = 0; i < 4; ++i) count += static_cast<int64_t>(c64[i]);
-      }
-    }
-    out[c] = finish_chunk<kElem>(p[c], n, elem_offset[c], l, 32 * n_blocks, count);
-  }
-}
-
-template <int kElem>
-void digest_group_avx512(const unsigned char* const* p, int n_chunks, int64_t n,
-                         const int64_t* elem_offset, ChunkResult* out) {
-  switch (n_chunks) {
-    case 1: return digest_lockstep<kElem, 1>(p, n, elem_offset, out);
-    case 2: return digest_lockstep<kElem, 2>(p, n, elem_offset, out);
-    case 3: return digest_lockstep<kElem, 3>(p, n, elem_offset, out);
-    case 4: return digest_lockstep<kElem, 4>(p, n, elem_offset, out);
-    case 5: return digest_lockstep<kElem, 5>(p, n, elem_offset, out);
-    case 6: return digest_lockstep<kElem, 6>(p, n, elem_offset, out);
-    case 7: return digest_lockstep<kElem, 7>(p, n, elem_offset, out);
-    default: return digest_lockstep<kElem, 8>(p, n, elem_offset, out);
-  }
-}
-
-bool cpu_has_avx512_digest() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("popcnt");
-  }();
-  return ok;
-}
-#endif
-
-bool use_avx512() {
-#ifdef FD_DIGEST_AVX512
-  return cpu_has_avx512_digest() && std::strcmp(active_kernels().simd_level, "avx512") == 0;
-#else
-  return false;
-#endif
-}
-
-/// Hash ``n_chunks`` (<= kGroup) chunks of equal length ``n``.
+/// Hash ``n_chunks`` (<= kGroup) chunks of equal length ``n`` with the active SIMD level.
 template <int kElem>
 void digest_group(const unsigned char* const* p, int n_chunks, int64_t n,
-                  const int64_t* elem_offset, ChunkResult* out, bool avx512) {
-#ifdef FD_DIGEST_AVX512
-  if (avx512) return digest_group_avx512<kElem>(p, n_chunks, n, elem_offset, out);
-#endif
-  (void)avx512;
-  for (int c = 0; c < n_chunks; ++c) out[c] = digest_chunk<kElem>(p[c], n, elem_offset[c]);
+                  const int64_t* elem_offset, ChunkResult* out) {
+  active_kernels().digest_group(kElem, p, n_chunks, n, elem_offset, out);
 }
 
 RowDigest fold(const std::vector<ChunkResult>& res, int64_t n_bytes) {
@@ -248,7 +62,7 @@ RowDigest fold(const std::vector<ChunkResult>& res, int64_t n_bytes) {
 /// Chunks [c0, c1) of a contiguous row, in groups of equal-length chunks.
 template <int kElem>
 void digest_range(const unsigned char* p, int64_t n_bytes, int64_t c0, int64_t c1,
-                  ChunkResult* res, bool avx512) {
+                  ChunkResult* res) {
   const unsigned char* ptr[kGroup];
   int64_t off[kGroup];
   int64_t c = c0;
@@ -267,7 +81,7 @@ void digest_range(const unsigned char* p, int64_t n_bytes, int64_t c0, int64_t c
       off[0] = kElem ? a / kElem : 0;
       g = 1;
     }
-    digest_group<kElem>(ptr, g, len, off, res + (c - c0), avx512);
+    digest_group<kElem>(ptr, g, len, off, res + (c - c0));
     c += g;
   }
 }
@@ -276,7 +90,6 @@ template <int kElem>
 RowDigest digest_impl(const unsigned char* p, int64_t n_bytes, int n_threads) {
   const int64_t n_chunks = n_bytes == 0 ? 1 : (n_bytes + kChunk - 1) / kChunk;
   std::vector<ChunkResult> res(static_cast<size_t>(n_chunks));
-  const bool avx512 = use_avx512();
   int nth = 1;
 #ifdef _OPENMP
   nth = n_threads > 0 ? n_threads : omp_get_max_threads();
@@ -284,7 +97,7 @@ RowDigest digest_impl(const unsigned char* p, int64_t n_bytes, int n_threads) {
 #endif
   (void)n_threads;
   if (nth <= 1) {
-    digest_range<kElem>(p, n_bytes, 0, n_chunks, res.data(), avx512);
+    digest_range<kElem>(p, n_bytes, 0, n_chunks, res.data());
   } else {
 #ifdef _OPENMP
     // contiguous ranges of whole groups per thread; the fold below keeps the chunk order
@@ -293,7 +106,7 @@ RowDigest digest_impl(const unsigned char* p, int64_t n_bytes, int n_threads) {
     for (int64_t gi = 0; gi < n_groups; ++gi) {
       const int64_t c0 = gi * kGroup;
       const int64_t c1 = c0 + kGroup < n_chunks ? c0 + kGroup : n_chunks;
-      digest_range<kElem>(p, n_bytes, c0, c1, res.data() + c0, avx512);
+      digest_range<kElem>(p, n_bytes, c0, c1, res.data() + c0);
     }
 #endif
   }
@@ -304,7 +117,6 @@ template <int kElem>
 RowDigest digest_parts_impl(const RowPart* parts, int64_t n_parts, int64_t n_bytes) {
   const int64_t n_chunks = n_bytes == 0 ? 1 : (n_bytes + kChunk - 1) / kChunk;
   std::vector<ChunkResult> res(static_cast<size_t>(n_chunks));
-  const bool avx512 = use_avx512();
   // chunks that straddle parts are gathered into this scratch (one slot per chunk in a group)
   thread_local std::vector<unsigned char> scratch;
   const unsigned char* ptr[kGroup];
@@ -354,7 +166,7 @@ RowDigest digest_parts_impl(const RowPart* parts, int64_t n_parts, int64_t n_byt
       off[g] = kElem ? ca / kElem : 0;
       ++g;
     }
-    digest_group<kElem>(ptr, g, len, off, res.data() + c, avx512);
+    digest_group<kElem>(ptr, g, len, off, res.data() + c);
     c += g;
   }
   return fold(res, n_bytes);
@@ -362,7 +174,9 @@ RowDigest digest_parts_impl(const RowPart* parts, int64_t n_parts, int64_t n_byt
 
 }  // namespace
 
-bool digest_uses_avx512() { return use_avx512(); }
+bool digest_uses_avx512() {
+  return std::strcmp(active_kernels().simd_level, "avx512") == 0;
+}
 
 RowDigest digest_row(const void* data, int64_t n_bytes, int elem_size, int n_threads) {
   const auto* p = static_cast<const unsigned char*>(data);

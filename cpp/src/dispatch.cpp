@@ -45,8 +45,9 @@ bool has_avx2() {
 #if defined(FD_HAVE_AVX512)
 bool has_avx512() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-         __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #endif
 

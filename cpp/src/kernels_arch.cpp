@@ -2,6 +2,7 @@
 #include "fractaldiff/msd_kernels.hpp"
 #include "fractaldiff/box_kernels.hpp"
 #include "fractaldiff/pairwise_kernels.hpp"
+#include "fractaldiff/digest_kernels.hpp"
 
 #ifndef FD_ARCH_NAME
 #define FD_ARCH_NAME "baseline"
@@ -48,11 +49,21 @@ static int gram_fold(const StridedMatrix& m, double* gram, int n_threads) {
                                : gram_fold_impl<double>(m, gram, n_threads);
 }
 
+static void digest_group(int elem_size, const unsigned char* const* p, int n_chunks, int64_t n,
+                         const int64_t* elem_offset, DigestChunk* out) {
+  switch (elem_size) {
+    case 2: return digest::group<2>(p, n_chunks, n, elem_offset, out);
+    case 4: return digest::group<4>(p, n_chunks, n, elem_offset, out);
+    case 8: return digest::group<8>(p, n_chunks, n, elem_offset, out);
+    default: return digest::group<0>(p, n_chunks, n, elem_offset, out);
+  }
+}
+
 /// The kernel table of this SIMD level.
 const KernelTable& kernel_table() {
   static const KernelTable table = {FD_ARCH_NAME,      &msd_fft_fold, &msd_lags_fold,
                                     &displacement_fold, &box_minmax,   &box_ids_fold,
-                                    &gram_fold};
+                                    &gram_fold,         &digest_group};
   return table;
 }
 

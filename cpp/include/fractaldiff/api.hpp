@@ -33,6 +33,13 @@ enum Status : int {
 /// Largest number of small lags the all-lag kernel computes by an exact direct pass.
 constexpr int64_t kMaxDirectLags = 16;
 
+/// The digest of one chunk of a row (see digest_kernels.hpp).
+struct DigestChunk {
+  uint64_t hash;
+  int64_t nonfinite;
+  int64_t first;  ///< element index within the row, or -1
+};
+
 /// One set of kernels compiled for one instruction-set level.
 struct KernelTable {
   const char* simd_level;
@@ -53,6 +60,10 @@ struct KernelTable {
   /// Fold a column block into the lower triangle of the centred Gram matrix (T, T) float64
   /// (see pairwise_kernels.hpp).
   int (*gram_fold)(const StridedMatrix& x, double* gram, int n_threads);
+  /// Hash n_chunks (<= 8) chunks of equal length n of a row and count their non-finite
+  /// elements of elem_size bytes (2, 4, 8; 0: no count); see digest_kernels.hpp.
+  void (*digest_group)(int elem_size, const unsigned char* const* chunks, int n_chunks,
+                       int64_t n, const int64_t* elem_offset, DigestChunk* out);
 };
 
 /// The kernel table in use (the best level this CPU supports unless overridden).
