@@ -257,45 +257,46 @@ def toy_singular_check(
         bar = tqdm(total=n_steps, desc="toy check", leave=False)
     chunk = 250
     step = 0
-    while step < n_steps:
-        m = min(chunk, n_steps - step)
-        noise = rng.standard_normal((m, n_chains, 2)) * sq
-        idx = rng.integers(0, n, (m, n_chains, B))
-        bxx = xx[idx].mean(2)
-        bxy = xy[idx].mean(2)
-        keep_sgld = np.empty((m, n_chains, 2))
-        keep_sgd = np.empty((m, n_chains, 2))
-        for j in range(m):
-            # SGLD, exact full-batch gradient of nβ L_n + |w|²/(2σ²)
-            a, b = w_sgld[:, 0], w_sgld[:, 1]
-            gu = nb * (a * b * sxx - sxy)
-            g0 = gu * b + a / prior_std ** 2
-            g1 = gu * a + b / prior_std ** 2
-            w_sgld[:, 0] = a - 0.5 * eps * g0 + noise[j, :, 0]
-            w_sgld[:, 1] = b - 0.5 * eps * g1 + noise[j, :, 1]
-            # SGD on a minibatch, weight decay = prior at β = 1
-            a, b = w_sgd[:, 0], w_sgd[:, 1]
-            gu = a * b * bxx[j] - bxy[j]
-            w_sgd[:, 0] = a - lr * (gu * b + wd * a)
-            w_sgd[:, 1] = b - lr * (gu * a + wd * b)
-            keep_sgld[j] = w_sgld
-            keep_sgd[j] = w_sgd
-        if not (np.isfinite(w_sgld).all() and np.isfinite(w_sgd).all()):
-            raise FloatingPointError("toy_singular_check: a chain diverged; use a smaller "
-                                     "sgld_step_size / sgd_lr")
-        lo = max(0, n_burnin - step)
-        if lo < m:
-            h_sgld += np.histogram2d(keep_sgld[lo:, :, 0].ravel(), keep_sgld[lo:, :, 1].ravel(),
-                                     bins=[edges, edges])[0]
-            h_sgd += np.histogram2d(keep_sgd[lo:, :, 0].ravel(), keep_sgd[lo:, :, 1].ravel(),
-                                    bins=[edges, edges])[0]
-            done_kept = step + m - n_burnin
-            while marks and done_kept >= marks[0]:
-                marks.pop(0)
-                conv.append((int(done_kept), _dists(post, h_sgld)["js"]))
-        step += m
-        if bar is not None:
-            bar.update(m)
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence raises below
+        while step < n_steps:
+            m = min(chunk, n_steps - step)
+            noise = rng.standard_normal((m, n_chains, 2)) * sq
+            idx = rng.integers(0, n, (m, n_chains, B))
+            bxx = xx[idx].mean(2)
+            bxy = xy[idx].mean(2)
+            keep_sgld = np.empty((m, n_chains, 2))
+            keep_sgd = np.empty((m, n_chains, 2))
+            for j in range(m):
+                # SGLD, exact full-batch gradient of nβ L_n + |w|²/(2σ²)
+                a, b = w_sgld[:, 0], w_sgld[:, 1]
+                gu = nb * (a * b * sxx - sxy)
+                g0 = gu * b + a / prior_std ** 2
+                g1 = gu * a + b / prior_std ** 2
+                w_sgld[:, 0] = a - 0.5 * eps * g0 + noise[j, :, 0]
+                w_sgld[:, 1] = b - 0.5 * eps * g1 + noise[j, :, 1]
+                # SGD on a minibatch, weight decay = prior at β = 1
+                a, b = w_sgd[:, 0], w_sgd[:, 1]
+                gu = a * b * bxx[j] - bxy[j]
+                w_sgd[:, 0] = a - lr * (gu * b + wd * a)
+                w_sgd[:, 1] = b - lr * (gu * a + wd * b)
+                keep_sgld[j] = w_sgld
+                keep_sgd[j] = w_sgd
+            if not (np.isfinite(w_sgld).all() and np.isfinite(w_sgd).all()):
+                raise FloatingPointError("toy_singular_check: a chain diverged; use a smaller "
+                                         "sgld_step_size / sgd_lr")
+            lo = max(0, n_burnin - step)
+            if lo < m:
+                h_sgld += np.histogram2d(keep_sgld[lo:, :, 0].ravel(), keep_sgld[lo:, :, 1].ravel(),
+                                         bins=[edges, edges])[0]
+                h_sgd += np.histogram2d(keep_sgd[lo:, :, 0].ravel(), keep_sgd[lo:, :, 1].ravel(),
+                                        bins=[edges, edges])[0]
+                done_kept = step + m - n_burnin
+                while marks and done_kept >= marks[0]:
+                    marks.pop(0)
+                    conv.append((int(done_kept), _dists(post, h_sgld)["js"]))
+            step += m
+            if bar is not None:
+                bar.update(m)
     if bar is not None:
         bar.close()
     h_sgld /= h_sgld.sum()
