@@ -498,8 +498,14 @@ def run_sgld(
 
     C, D = centers.shape
     dev, dt = centers.device, centers.dtype
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+    base_seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+    gen = torch.Generator(device="cpu")  # batches (and the noise on the CPU)
+    gen.manual_seed(base_seed)
+    if dev.type == "cpu":
+        noise_gen = gen
+    else:  # noise drawn where the chains live
+        noise_gen = torch.Generator(device=dev)
+        noise_gen.manual_seed(base_seed + 1)
     nb = nbeta.to(dev, dt).reshape(C, 1)
     gm = gamma.to(dev, dt).reshape(C, 1)
     ep = eps.to(dev, dt).reshape(C, 1)
@@ -513,7 +519,7 @@ def run_sgld(
     virial = torch.empty(C, n_steps, dtype=torch.float64)
     n_checks = 0
     W = centers.clone()
-    noise = torch.empty(C, D, dtype=dt)
+    noise = torch.empty(C, D, dtype=dt, device=dev)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -528,9 +534,9 @@ def run_sgld(
             delta = W - centers
             drift = G.mul_(nb).addcmul_(gm, delta)  # nβ ∇L_B + γ (w - w*)
             virial[:, t] = torch.linalg.vecdot(delta, drift).to("cpu", torch.float64) / D
-            torch.randn(C, D, generator=gen, dtype=dt, out=noise)
+            torch.randn(C, D, generator=noise_gen, dtype=dt, device=dev, out=noise)
             W_new = torch.addcmul(W, half_ep, drift, value=-1.0)
-            W_new.addcmul_(sq_ep, noise if noise.device == dev else noise.to(dev))
+            W_new.addcmul_(sq_ep, noise)
             if mala_every and t % mala_every == mala_every - 1:
                 L2, G2 = pot.value_and_grad(W_new, idx)
                 delta2 = W_new - centers
