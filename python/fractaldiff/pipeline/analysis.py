@@ -177,7 +177,20 @@ def analyze_trajectory(W: np.ndarray, steps: np.ndarray, *, layout: list | None 
             cx = None
             out["displacement_crossover"] = {"error": str(exc)}
 
+    fit = None
     if isinstance(late_window, str):
+        # the fitting layer's own rule when it has one: the last regime of R(t)^2's blocks
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fit = fd.fit_exponent(tt, rows, window="last_regime", combine_rows="sum")
+            except (ValueError, TypeError):
+                fit = None
+    if fit is not None:
+        lo, hi = float(fit.window[0]), float(fit.window[1])
+        rule = ("fd.fit_exponent(window='last_regime') on R(t)^2 of the parameter blocks: "
+                + str(getattr(fit, "window_rule", "last regime")))
+    elif isinstance(late_window, str):
         if cx is not None and cx.regimes:
             lo, hi = cx.regimes[-1].window
             rule = (f"last regime of fd.crossover on R(t) ({len(cx.regimes)} regime(s)), "
@@ -193,11 +206,13 @@ def analyze_trajectory(W: np.ndarray, steps: np.ndarray, *, layout: list | None 
     if in_win.sum() < 8:  # too few points: widen to the last half
         lo, hi = tt[len(tt) // 2], tt[-1]
         rule += "; widened to the second half of the run (fewer than 8 points)"
+        fit = None
     out["late_window"] = {"t": [float(lo), float(hi)], "rule": rule}
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fd.fit_exponent(tt, rows, window=(lo, hi), combine_rows="sum", curve="msd")
+    if fit is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fd.fit_exponent(tt, rows, window=(lo, hi), combine_rows="sum", curve="msd")
     # R^2 ~ t^(2 alpha): the paper's alpha (Table 1) is half the fitted exponent
     exps = fd.DiffusionExponents(msd_exponent=fit.exponent, msd_exponent_stderr=fit.stderr,
                                  fit=fit, source="displacement")
@@ -286,22 +301,41 @@ def analyze_trajectory(W: np.ndarray, steps: np.ndarray, *, layout: list | None 
     out["dimension_points"] = int(Wd.shape[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        out["box_counting_dimension"] = _dimension(fd.box_counting_dimension, Wd, {},
+                                                   {"min_count": 8, "min_coverage": 0.7})
+        theiler = max(1, min(Wd.shape[0] // 10, 20))
+        cd = _dimension(fd.correlation_dimension, Wd, {"theiler": theiler}, None)
+        out["correlation_dimension"] = {**cd, "theiler": theiler}
+    return out
+
+
+def _dimension(func: Any, X: np.ndarray, kwargs: dict, relaxed: dict | None) -> dict[str, Any]:
+    """A dimension estimate with its interval; retried with a relaxed window when few points
+    leave the default rule no scaling region (and then said so)."""
+    note = None
+    try:
+        d = func(X, **kwargs)
+    except ValueError as exc:
+        if relaxed is None:
+            return {"error": str(exc)}
         try:
-            bc = fd.box_counting_dimension(Wd)
-            out["box_counting_dimension"] = est(bc.dimension, bc.stderr,
-                                                (bc.dimension - 1.96 * bc.stderr,
-                                                 bc.dimension + 1.96 * bc.stderr))
-        except Exception as exc:  # reported, the other analyses go on
-            out["box_counting_dimension"] = {"error": str(exc)}
-        try:
-            theiler = max(1, min(Wd.shape[0] // 10, 20))
-            cd = fd.correlation_dimension(Wd, theiler=theiler)
-            out["correlation_dimension"] = est(
-                cd.dimension, cd.stderr, (cd.dimension - 1.96 * cd.stderr,
-                                          cd.dimension + 1.96 * cd.stderr),
-                takens=est(cd.takens, cd.takens_stderr), theiler=theiler)
-        except Exception as exc:  # reported, the other analyses go on
-            out["correlation_dimension"] = {"error": str(exc)}
+            d = func(X, **kwargs, **relaxed)
+            note = (f"default window found no scaling region with {X.shape[0]} points; relaxed "
+                    f"to {relaxed}")
+        except Exception as exc2:  # reported, the other analyses go on
+            return {"error": str(exc2)}
+    except Exception as exc:  # reported, the other analyses go on
+        return {"error": str(exc)}
+    interval = (d.details or {}).get("interval")
+    if interval is None:
+        interval = (d.dimension - 1.96 * d.stderr, d.dimension + 1.96 * d.stderr)
+    out = est(d.dimension, d.stderr, interval)
+    if d.takens is not None:
+        out["takens"] = est(d.takens, d.takens_stderr)
+    if (d.details or {}).get("resolution_limited"):
+        out["note"] = "resolution-limited: read as a lower bound"
+    if note:
+        out["note"] = (out.get("note", "") + "; " if out.get("note") else "") + note
     return out
 
 

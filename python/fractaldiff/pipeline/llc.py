@@ -72,6 +72,9 @@ def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int
     ok, reason = bayes_status("estimate_llc")
     if not ok:
         return {"available": False, "reason": reason}
+    if bayes_status("llc_trajectory")[0]:
+        return _with_llc_trajectory(model, data, W, indices, cfg, seed=seed, loss=loss,
+                                    steps=steps)
     import torch
     from fractaldiff.bayes import estimate_llc
 
@@ -108,3 +111,43 @@ def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int
             "final_stderr": per_se[-1], "healthy": healthy, "warnings": notes[:10],
             "settings": {k: cfg[k] for k in ("n_chains", "n_draws", "n_burnin", "step_size",
                                              "localization", "batch_size")}}
+
+
+def _with_llc_trajectory(model: Any, data: tuple, W: np.ndarray, indices: list[int],
+                         cfg: dict[str, Any], *, seed: int, loss: Any,
+                         steps: list[int] | None) -> dict[str, Any]:
+    """λ̄ through :func:`fractaldiff.bayes.llc_trajectory` (its exclusion rule, time weights
+    of Eq. 16, BatchNorm statistics recomputed per snapshot)."""
+    from fractaldiff.bayes import llc_trajectory
+
+    x, y = data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tr = llc_trajectory(np.asarray(W, dtype=np.float32), model, (x, y), at=list(indices),
+                            loss=loss, n_chains=cfg["n_chains"], n_draws=cfg["n_draws"],
+                            n_burnin=cfg["n_burnin"], step_size=cfg["step_size"],
+                            localization=cfg["localization"],
+                            batch_size=min(cfg["batch_size"], len(x)), seed=seed,
+                            progress=False, weights="time", batchnorm="recompute")
+    notes: list[str] = []
+    for w in caught:
+        if str(w.message) not in notes:
+            notes.append(str(w.message))
+    values = [float(v) for v in np.asarray(tr.values, dtype=float)]
+    ses = [float(v) for v in np.asarray(tr.stderrs, dtype=float)]
+    at = [int(steps[i]) if steps is not None else int(i) for i in np.asarray(tr.rows)]
+    out = {"per_snapshot": values, "per_snapshot_stderr": ses, "steps": at,
+           "included": [bool(v) for v in np.asarray(tr.included)],
+           "flags": [list(f) for f in tr.flags], "exclusion_rule": str(tr.rule),
+           "final": values[-1], "final_stderr": ses[-1], "warnings": notes[:10],
+           "estimator": "fractaldiff.bayes.llc_trajectory (time-weighted, Eq. 16)",
+           "settings": {k: cfg[k] for k in ("n_chains", "n_draws", "n_burnin", "step_size",
+                                             "localization", "batch_size")}}
+    mean, se = float(tr.mean_llc), float(tr.mean_llc_stderr)
+    if not (math.isfinite(mean) and math.isfinite(se)):
+        out.update({"available": False, "reason": "every LLC estimate of the late window was "
+                                                  "excluded as unhealthy: " + "; ".join(
+                                                      sorted({f for fl in tr.flags for f in fl}))})
+        return out
+    out.update({"available": True, "mean": mean, "stderr": se})
+    return out

@@ -9,6 +9,7 @@ A unit runs in a worker process (``--jobs``) or inline, writes its snapshots and
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -30,10 +31,25 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, allow_nan=False, default=_json_default)
+        json.dump(clean_json(obj), fh, indent=1, allow_nan=False, default=_json_default)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def clean_json(obj: Any) -> Any:
+    """A copy with NaN/Inf floats as None (JSON has no such numbers) and numpy as Python."""
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean_json(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _json_default(o: Any) -> Any:
@@ -189,6 +205,8 @@ def _run_single(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
         if spec["kind"] == "lm":
             xy = (torch.as_tensor(data.x_train), torch.as_tensor(data.y_train))
             loss: Any = _lm_loss
+            # a batch of sequences is seq_len examples: keep the SGLD batch at the LM's own
+            lcfg = dict(lcfg, batch_size=min(lcfg["batch_size"], spec["phases"][-1]["batch_size"]))
         else:
             xy = (data.x_train, data.y_train)
             loss = "cross_entropy"
