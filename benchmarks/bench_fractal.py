@@ -1,4 +1,4 @@
-"""Benchmark of box counting and pairwise squared distances (issue 4), ratios in one run.
+"""Benchmark of box counting and pairwise squared distances, ratios in one run.
 
 Workload: weight-like snapshots (column d = o_d + cumsum(1e-3 * xi), float32), T = 2048,
 D = 50 000 (0.4 GB). Peers, measured here on the same data:
@@ -72,11 +72,11 @@ def main() -> None:
     print("box counting, 16 dyadic scales (one grid)")
     print(f"  fractaldiff.box_counts          {t_box:8.3f} s")
     print(f"  X.sum() (one numpy pass)        {t_sum:8.3f} s   ours / X.sum() = "
-          f"{t_box / t_sum:6.1f}x   (contract <= 20x)")
+          f"{t_box / t_sum:6.1f}x   (required <= 20x)")
     print(f"  numpy reference                 {t_numpy:8.3f} s   = quantize {t_q:.2f} s + 16 x "
           f"np.unique {np.mean(t_u):.2f} s (timed at scales {scales_timed}, extrapolated to 16;"
           f" counts equal ours there)")
-    print(f"  speed-up vs numpy reference     {t_numpy / t_box:8.1f}x   (contract >= 30x)")
+    print(f"  speed-up vs numpy reference     {t_numpy / t_box:8.1f}x   (required >= 30x)")
     print(f"  counts: {counts.astype(int).tolist()}\n")
     del q
 
@@ -108,7 +108,7 @@ def main() -> None:
     print(f"  fractaldiff.pairwise_sqdist     {t_pd:8.3f} s   (centred Gram kernel alone "
           f"{t_gram:.3f} s)")
     print(f"  float32 BLAS X @ X.T            {t_blas:8.3f} s")
-    print(f"  speed relative to BLAS          {t_blas / t_pd:8.2f}x  (contract >= 0.5x)")
+    print(f"  speed relative to BLAS          {t_blas / t_pd:8.2f}x  (required >= 0.5x)")
     print(f"  max relative error vs float64 reference ({i.size} pairs incl. all consecutive): "
           f"{err:.2e}")
     print(f"  for comparison, float32 BLAS |xi|^2+|xj|^2-2 xi.xj on consecutive pairs: "

@@ -1,6 +1,6 @@
-// CUDA part of fractaldiff. For now: device discovery and a self-test kernel (a grid-stride
-// squared-difference reduction, 64-bit indices) that proves the toolchain, the static runtime
-// and the device work together. The analysis kernels come with the CUDA issue.
+// CUDA device discovery and a self-test kernel (a grid-stride squared-difference reduction,
+// 64-bit indices) that proves the toolchain, the static runtime and the device work together.
+// The analysis folds are in fold.cu.
 #include <cuda_runtime.h>
 
 #include <cstdint>

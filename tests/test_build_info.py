@@ -45,10 +45,9 @@ def test_cuda_device_count_never_raises_without_driver():
 
 @pytest.mark.gpu
 def test_cuda_self_test_on_device():
-    if _core.cuda_device_count() == 0 or not _core.cuda_built():
-        if os.environ.get("FRACTALDIFF_REQUIRE_GPU") == "1":
-            pytest.fail("FRACTALDIFF_REQUIRE_GPU=1 but no usable CUDA device/build")
-        pytest.skip("no CUDA device or CUDA not built")
+    from conftest import require_cuda
+
+    require_cuda()
     assert _core.cuda_self_test() == ""
 
 

@@ -73,7 +73,7 @@ def test_all_fft_lengths_and_both_workspaces(T):
 
 @pytest.mark.parametrize("T,D,step", [(4096, 1000, 1e-5), (3001, 1003, 1e-3), (1000, 1001, 1e-4),
                                       (4500, 1000, 1e-5)])
-def test_accuracy_contract_on_gpu(T, D, step):
+def test_accuracy_on_weight_like_data_on_gpu(T, D, step):
     require_cuda()
     X = weight_like(T, D, step, seed=T + D)
     got = fd.msd(X, device="cuda")

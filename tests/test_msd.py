@@ -23,7 +23,7 @@ def test_small_shapes_match_reference(simd_level, rng, T, D, device):
     np.testing.assert_allclose(got[1:], ref[1:], rtol=1e-10)
 
 
-# Accuracy contract: weight-like float32 data, steps 1e-3..1e-5, T 1000..4096 (not only powers of
+# Required accuracy: weight-like float32 data, steps 1e-3..1e-5, T 1000..4096 (not only powers of
 # two), D >= 1000; max relative error over lags >= 1 must be <= 1e-6 against an exact float64
 # reference. The reference is O(T^2 D), so the largest T checks every lag up to 48 and a
 # log-spaced spread of larger lags.
@@ -32,7 +32,7 @@ def test_small_shapes_match_reference(simd_level, rng, T, D, device):
     [(1000, 1000, 1e-3), (1000, 1024, 1e-4), (1000, 1001, 1e-5), (2500, 1000, 1e-4),
      (4096, 1000, 1e-5), (3001, 1003, 1e-3)],
 )
-def test_accuracy_contract(T, D, step, device):
+def test_accuracy_on_weight_like_data(T, D, step, device):
     X = weight_like(T, D, step, seed=T + D)
     got = fd.msd(X, device=device)
     if T <= 1000:

@@ -4,7 +4,8 @@ Every check names the argument and says what is wrong with it, in one style: ``"
 ..., got ..."`` (optionally prefixed by the function: ``"func: name must be ..."``), so users
 never see a crash or a silent wrong answer. :class:`AnalysisOptions` is the one place where the
 options shared by every analysis over parameters (``n_threads``, ``device``, ``memory_limit``,
-``progress``) are checked, and :data:`DOCS` holds their shared numpydoc paragraphs.
+``progress``) are checked, and :data:`DOCS` holds their shared numpydoc paragraphs, which
+:func:`shared_docs` puts into docstrings in place of ``<<name>>`` lines.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ __all__ = [
     "AnalysisOptions",
     "DEFAULT_MEMORY_LIMIT",
     "DOCS",
-    "analysis_docs",
     "shared_docs",
     "as_float_vector",
     "as_real_array",
@@ -43,7 +43,6 @@ __all__ = [
     "check_memory_limit",
     "check_lags",
     "check_n_threads",
-    "check_options",
     "check_ref",
     "check_real",
     "warn_at_caller",
@@ -83,17 +82,6 @@ def check_n_threads(n_threads: Any) -> int:
             f"n_threads={n} is more than {_MAX_THREADS}; this machine has {os.cpu_count()} CPUs"
         )
     return n
-
-
-def check_options(opts: dict[str, Any], func: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """Reject keyword options a function does not know, listing the ones it does."""
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"{func}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
-            f"known options: {', '.join(allowed) if allowed else 'none'}"
-        )
-    return opts
 
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -370,7 +358,7 @@ class AnalysisOptions:
                    check_memory_limit(memory_limit), check_progress(progress))
 
 
-#: Shared numpydoc paragraphs of the analysis options (see :func:`analysis_docs`).
+#: Shared numpydoc paragraphs of the analysis options (see :func:`shared_docs`).
 DOCS = {
     "n_threads": """\
 n_threads : int, optional
@@ -406,11 +394,6 @@ start, stop : int, optional
     Use only snapshots ``start:stop`` (as a Python slice, negative values count from the end);
     the snapshots outside the range are never read.""",
 }
-
-
-def analysis_docs(*names: str) -> str:
-    """The shared paragraphs of ``names`` (keys of :data:`DOCS`), joined, for a docstring."""
-    return "\n".join(DOCS[n] for n in names)
 
 
 _DOC_SLOT = re.compile(r"^([ \t]*)<<(\w+)>>[ \t]*$", re.M)

@@ -350,7 +350,6 @@ class BoxIdsAccumulator(Accumulator):
         self.key_seeds = [key_seed(self.seed, g) for g in range(self.n_grids)]
         self.ids = np.zeros((self.n_grids, self.n_rows, self.n_scales, 2), dtype=np.uint64)
         self.n_cols = 0
-        self._origins: tuple[int, int, np.ndarray] | None = None
 
     def buffers(self):
         return (self.ids,)
