@@ -33,11 +33,13 @@ def _loop(model_fn, data, seeds, **kw):
     return out
 
 
+@pytest.mark.parametrize("backend", ["auto", "vmap"])
 @pytest.mark.parametrize("bn", [True, False])
-def test_sgd_momentum_equals_loop(moons, bn):
+def test_sgd_momentum_equals_loop(moons, bn, backend):
     mf = lambda s: ft.mlp(2, 2, width=8, depth=2, batch_norm=bn, seed=s)  # noqa: E731
     kw = dict(lr=0.05, batch_size=16, steps=30, momentum=0.9, weight_decay=1e-3)
-    ens = ft.train_ensemble(mf, moons, 3, seed=5, **kw)
+    ens = ft.train_ensemble(mf, moons, 3, seed=5, backend=backend, **kw)
+    assert ens.config["backend"] == ("bmm" if backend == "auto" else "vmap")
     assert list(ens.seeds) == [5, 6, 7]
     for i, (m, h) in enumerate(_loop(mf, moons, ens.seeds, **kw)):
         for k, p in m.named_parameters():
@@ -134,3 +136,6 @@ def test_bad_input(moons):
         ft.train_ensemble(mf, moons, 2, lr=0.1, batch_size=10**6, steps=1)
     with pytest.raises(TypeError, match="nn.Module"):
         ft.train_ensemble(lambda s: None, moons, 2, **kw)
+    with pytest.raises(ValueError, match="backend='bmm' needs"):
+        ft.train_ensemble(lambda s: torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh()),
+                          moons, 2, backend="bmm", **kw)
