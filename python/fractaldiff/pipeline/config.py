@@ -38,11 +38,11 @@ seed = 0               # every run's seed derives from this one
 threads_per_job = 1    # torch threads per training process (tiny models: 1 is fastest)
 
 [analysis]
-late_window = "auto"   # "auto": last regime of fd.crossover on R(t); or [lo, hi] fractions of the run
+late_window = "auto"   # "auto": the last regime of R(t); or [lo, hi], fractions of the run
 n_blocks = 8           # random parameter blocks whose spread gives calibrated standard errors
 max_points_dimension = 600   # snapshots used for the box-counting / correlation dimensions
 
-[llc]                  # localized SGLD (fractaldiff.bayes.estimate_llc), lambda_bar over the late window
+[llc]                  # localized SGLD (fractaldiff.bayes), lambda_bar over the late window
 enabled = true
 n_points = 4           # snapshots of the late window where lambda-hat is estimated and averaged
 n_chains = 2
@@ -110,7 +110,8 @@ depth = 1
 lr = 0.05
 batch_size = 32
 steps = 1500
-xis = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0]   # coarse-graining scales swept (Fig. 3)
+# coarse-graining scales xi swept (Fig. 3)
+xis = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0]
 llc_members = 4        # members per cluster where lambda-hat is estimated
 sgld_steps = 1000      # posterior SGLD chains (one per member): steps, burn-in
 sgld_burnin = 500

@@ -286,7 +286,8 @@ def _run_ensemble(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": "ensemble", "method": method, "n_models": n_models,
                            "t_normalized": tn.tolist(), "steps": t.tolist(),
                            "mean_R": mean_R.tolist(),
-                           "sd_R": (Rp.std(axis=0, ddof=1) if n_models > 1 else 0 * mean_R).tolist(),
+                           "sd_R": (Rp.std(axis=0, ddof=1) if n_models > 1
+                                    else 0 * mean_R).tolist(),
                            "test_accuracy": est(np.nanmean(acc),
                                                 np.nanstd(acc, ddof=1) / np.sqrt(len(acc))
                                                 if len(acc) > 1 else None),
