@@ -223,7 +223,7 @@ def chao1(counts: Any, singletons: Any, doubletons: Any) -> np.ndarray:
 
     Examples
     --------
-    >>> from fractaldiff.boxcount import chao1
+    >>> from fractaldiff.fractal.boxcount import chao1
     >>> round(float(chao1(100, 20, 10)), 2)   # 100 seen + 20 * 19 / 22 unseen
     117.27
     """
