@@ -60,7 +60,7 @@ def msd(
     X : array_like, shape (T, D) or (T,), or a snapshot source
         Snapshots in time (rows) of D parameters (columns): a numpy array or memmap of any
         strides and byte order, a torch CPU tensor, a path (``.npy`` file, snapshot store,
-        zarr array, checkpoint folder), a :class:`~fractaldiff.store.SnapshotStore`, a zarr
+        zarr array, checkpoint folder), a :class:`~fractaldiff.SnapshotStore`, a zarr
         array or h5py dataset, or a dask array (computed on the dask cluster). Integer and
         boolean data are converted to float64 one block at a time. 1-D input is one
         coordinate. Needs T >= 2, D >= 1.

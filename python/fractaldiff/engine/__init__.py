@@ -1,29 +1,33 @@
-"""The fold engine: column-block sources, accumulators, and the drivers that fold and merge them.
-
-A source (array, memmap, store, zarr/HDF5, checkpoint folder, dask array) yields column blocks
-``[T x B]``; a compiled kernel folds each block into a small accumulator; accumulators merge by
-addition; the analysis finishes the merged sum. Local threads, dask and the GPU streamer are
-drivers around the same accumulators. Nothing here knows about fitting or plotting.
+"""The fold engine: column-block sources, accumulators, parameter groups, and the one driver
+(:func:`fractaldiff.engine.folds.run`) that folds and merges them on local threads, dask or the
+GPU. Nothing here knows about an analysis; docs/architecture.md describes the design.
 """
 
 from __future__ import annotations
 
 from .accumulators import (
     Accumulator,
+    BoxIdsAccumulator,
     DisplacementAccumulator,
+    GramAccumulator,
     LagsAccumulator,
     MSDAccumulator,
 )
-from .sources import ArraySource, SlicedSource, Source, as_source, iter_blocks
+from .folds import run
+from .sources import ArraySource, RowRangeSource, SlicedSource, Source, as_source, iter_blocks
 
 __all__ = [
     "Accumulator",
     "ArraySource",
+    "BoxIdsAccumulator",
     "DisplacementAccumulator",
+    "GramAccumulator",
     "LagsAccumulator",
     "MSDAccumulator",
+    "RowRangeSource",
     "SlicedSource",
     "Source",
     "as_source",
     "iter_blocks",
+    "run",
 ]

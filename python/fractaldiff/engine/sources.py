@@ -2,20 +2,20 @@
 
 A *source* is a 2-D snapshot matrix W[t, d] (T snapshots in time, D parameters) that yields
 **column blocks**: all T rows of a range of columns, as native-endian float32/float64 numpy arrays
-the compiled kernels read without copying. Kernels fold each block into a small accumulator and
-the accumulators merge, so every analysis over parameters is the same code whatever the source:
-in memory, memory-mapped, on disk in a store, in a zarr/HDF5 array, in a folder of checkpoints,
-or spread over a dask cluster (see :mod:`fractaldiff.diffusion`).
+the compiled kernels read without copying (docs/architecture.md: the fold engine).
 
 Sources
 -------
 * numpy arrays and memory maps (any strides, byte order and real dtype), array likes that
   ``numpy.asarray`` understands, torch CPU tensors: :class:`ArraySource`. float32/float64 data
   is read in place, with no copy at all.
-* a path to a ``.npy`` file (memory-mapped), to a :class:`~fractaldiff.store.SnapshotStore`
+* a path to a ``.npy`` file (memory-mapped), to a :class:`~fractaldiff.SnapshotStore`
   directory, to a zarr array, or to a folder of checkpoint files.
 * any object with ``.shape``, ``.dtype`` and numpy-style ``[:, a:b]`` slicing, e.g. zarr arrays
   and h5py datasets: :class:`SlicedSource`, read one column block at a time.
+* snapshots ``start:stop`` of any of these: :func:`select_rows` (:class:`RowRangeSource`).
+
+Numpy masked arrays are refused (the kernels would read the masked values).
 
 Reading and computing overlap: while the kernel folds one block (without the GIL), a reader
 thread fetches the next. The working set stays within ``memory_limit`` bytes.
@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_BLOCK_BYTES",
     "DEFAULT_MEMORY_LIMIT",
     "SlicedSource",
+    "RowRangeSource",
     "Source",
     "as_source",
     "iter_blocks",

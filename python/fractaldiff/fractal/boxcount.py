@@ -267,7 +267,7 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
         Automatic window: also ignore scales with more than ``max_fill * T`` boxes.
     tolerance : float, default 0.05
         Automatic window: largest relative difference between the slopes of the window's two
-        halves (:func:`fractaldiff.dimension.select_window`).
+        halves (:func:`fractaldiff.fractal.windows.select_window`).
 
     Returns
     -------
@@ -291,7 +291,7 @@ def box_counting_dimension(X: Any, *, window: Any = "auto", eps0: float | None =
     Automatic window: among scales with at least ``min_count`` boxes and sample coverage at
     least ``min_coverage``, the longest run of at least 3 consecutive scales in which the
     slopes fitted to the run's two halves agree within ``tolerance``
-    (:func:`fractaldiff.dimension.select_window`).
+    (:func:`fractaldiff.fractal.windows.select_window`).
 
     Uncertainty: the terms below, added in quadrature (each is in ``details["stderr_terms"]``):
     the straight-line fit's standard error; half the difference between the slopes of the

@@ -266,7 +266,7 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     ``theiler`` snapshots, sqrt(MSD(w)), when at least 4 radii spanning a factor 2 remain:
     not so for unordered samples, whose lag-w displacement is the set's size), the longest
     run (at least 4 radii spanning a factor 2) in which the slopes fitted to the run's two
-    halves agree within 10 % (:func:`fractaldiff.dimension.select_window`).
+    halves agree within 10 % (:func:`fractaldiff.fractal.windows.select_window`).
 
     Trajectories sampled at equal time steps resolve the set only above the step: a random
     walk of T steps in 3-D has C(r) ~ r^3 below the step and spans only sqrt(T) steps, so
