@@ -238,6 +238,9 @@ class PosteriorComparison:
         lines.append(f"best ξ = {self.best_xi:.3g} (min KL over {len(self.xis)} values in "
                      f"[{self.xis[0]:.3g}, {self.xis[-1]:.3g}]), m = {self.m:g}; "
                      f"{conf:.0%} bootstrap intervals over members")
+        if float(np.ptp(self.kl)) <= 1e-6 * max(1.0, float(np.min(self.kl))):
+            lines.append("note: KL does not change across the ξ sweep (the tempered masses are "
+                         "the same at every ξ), so ξ is not identified")
         def cell(v: float, c: np.ndarray) -> str:
             return f"{v:.3g} {ci(c)}"
 
@@ -280,6 +283,7 @@ class PosteriorComparison:
         ax.axvline(self.best_xi, color="k", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("ξ")
         ax.set_ylabel("divergence (nats)")
         ax.set_title(f"best ξ = {self.best_xi:.3g}")
