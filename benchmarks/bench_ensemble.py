@@ -23,7 +23,6 @@ import statistics
 import time
 import warnings
 
-import numpy as np
 import torch
 
 import fractaldiff.bayes as fb
@@ -128,7 +127,9 @@ def main() -> None:
     print(cmp.table())
     print("```\n\nthe same ensemble and chains re-tempered with m = 1 (P_temp ∝ P_SGD^D):\n")
     print("```")
-    print("\n".join(cmp.with_m(1).table().splitlines()[-5:-1]))
+    lines = cmp.with_m(1).table().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("best ξ"))
+    print("\n".join(lines[start:-1]))
     print("```\n\n```")
     print(toy.table())
     print("```")

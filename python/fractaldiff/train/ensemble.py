@@ -53,7 +53,8 @@ class EnsembleResult:
     model : torch.nn.Module
         A template member (architecture only; its own tensors are not the members').
     data : Any
-        The ``data`` argument, kept for later analyses (:func:`fractaldiff.bayes.compare_posterior`).
+        The ``data`` argument, kept for later analyses
+        (:func:`fractaldiff.bayes.compare_posterior`).
     """
 
     params: dict[str, torch.Tensor]
@@ -652,7 +653,8 @@ def train_ensemble(
     config = {"n_models": n_models, "lr": lr, "batch_size": batch_size, "epochs": epochs,
               "steps": steps, "optimizer": optimizer, "momentum": momentum,
               "weight_decay": weight_decay, "betas": list(betas), "loss": loss,
-              "drop_last": drop_last, "sampling": sampling, "backend": used_backend, "device": str(dev), "n_train": int(n)}
+              "drop_last": drop_last, "sampling": sampling, "backend": used_backend,
+              "device": str(dev), "n_train": int(n)}
     return EnsembleResult(
         params=fparams, buffers=fbuffers, seeds=seeds_arr,
         loss=losses.T.contiguous().numpy(), train_loss=tr_loss, train_accuracy=tr_acc,
