@@ -40,7 +40,6 @@ from fractaldiff.train.online import (
     OnlineAccumulators,
     OnlineBoxIds,
     RunningDisplacement,
-    _compiled_fold,
 )
 
 
@@ -219,9 +218,8 @@ def memory() -> None:
         name = f"MultipleTauMSD(block_size={p}, factor={m}, {coarsening}, {dt})"
         print(f"{name:<52} {lv:>6} {mib(mem):>12}")
     print(f"{'RunningDisplacement':<52} {'':>6} {mib(RunningDisplacement.memory_bytes(D, T)):>12}")
-    keys = _compiled_fold() is None
-    print(f"{'OnlineBoxIds(n_scales=16)' + (' + numpy keys' if keys else ''):<52} {'':>6} "
-          f"{mib(OnlineBoxIds.memory_bytes(D, T, 16, keys=keys)):>12}")
+    print(f"{'OnlineBoxIds(n_scales=16)':<52} {'':>6} "
+          f"{mib(OnlineBoxIds.memory_bytes(D, T, 16)):>12}")
     print(f"(for comparison: the snapshots themselves, float32: {T * D * 4 / 2**30:,.1f} GiB)")
 
     d, t = 20_000, 3_000
@@ -241,7 +239,7 @@ def memory() -> None:
     tracemalloc.stop()
     state = (MultipleTauMSD.memory_bytes(d, t, 16, 2, "sample", "float64")
              + RunningDisplacement.memory_bytes(d, t)
-             + OnlineBoxIds.memory_bytes(d, t, 16, keys=keys))
+             + OnlineBoxIds.memory_bytes(d, t, 16))
     print(f"predicted state {mib(state)}; held (nbytes) {mib(acc.nbytes)}; traced now "
           f"{mib(cur)}, peak {mib(peak)} (peak includes per-update temporaries); "
           f"{el / t * 1e3:.2f} ms per update; MSD levels {acc.msd.n_levels}")
