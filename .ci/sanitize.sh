@@ -18,6 +18,10 @@ BUILD=${SAN_BUILD:-${TMPDIR:-/tmp}/fractaldiff-asan}
 LOGS=$BUILD/reports
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
+# build tools the isolated pip build used, for this separate build
+"$PYTHON" -c "import pybind11" 2>/dev/null || "$PYTHON" -m pip install --quiet "pybind11>=2.12"
+command -v ninja >/dev/null 2>&1 || "$PYTHON" -m pip install --quiet ninja
+command -v cmake >/dev/null 2>&1 || "$PYTHON" -m pip install --quiet cmake
 PYBIND11_DIR=$("$PYTHON" -m pybind11 --cmakedir)
 cmake -S . -B "$BUILD" -G Ninja -DFRACTALDIFF_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="$SAN -O1 -g" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \

@@ -271,7 +271,6 @@ class Recorder:
         self._closed = True
         self._owns_store = False
         self.store: SnapshotStore | None = None
-        self._thread: threading.Thread | None = None
         if on_nan not in ("warn", "stop", "ignore"):
             raise ValueError(f"on_nan must be 'warn', 'stop' or 'ignore', got {on_nan!r}")
         if dtype not in _DTYPES:
@@ -330,7 +329,6 @@ class Recorder:
         self._free: queue.Queue = queue.Queue()
         for s in self._slots:
             self._free.put(s)
-        self._work: queue.Queue = queue.Queue()
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._dev_nonfinite = (
             torch.zeros((), dtype=torch.bool, device=self.device)
@@ -359,21 +357,21 @@ class Recorder:
                 f"({self.dtype}) and no online accumulators"
             )
         self._direct = can_direct if direct is None else bool(direct)
-        self._parts: PartsWriter | None = None  # the direct writer over the parameters
-        self._parts_ptrs: list[int] = []
-        self._gather_parts: PartsWriter | None = None  # direct, for non-contiguous params
-        self._templates: dict[tuple[bool, bool, bool, bool], str] = {}
         self._every = None
         if schedule is None:
             self._every = 1 if every is None else int(every)
-        self._native = self._background and store_only_cpu and not self._direct
-        self._inflight: dict[int, _Slot] = {}
+        # one write strategy, chosen once (see _WriteStrategy)
+        strategy: _WriteStrategy
+        if self._direct:
+            strategy = _DirectWrite(self)
+        elif self._background and store_only_cpu:
+            strategy = _QueuedWrite(self)
+        elif self._background:
+            strategy = _ThreadWrite(self)
+        else:
+            strategy = _InlineWrite(self)
+        self._strategy = strategy
         self._closed = False
-        if self._background and not self._native and not self._direct:
-            self._thread = threading.Thread(
-                target=self._writer_loop, name="fractaldiff-recorder", daemon=True
-            )
-            self._thread.start()
         if record_initial:
             self._maybe_snapshot(self._step, {}, None, initial=True)
 
@@ -554,7 +552,7 @@ class Recorder:
         every = self._every
         if self._direct:
             due = step % every == 0 if every is not None else self._due(step)
-            taken = due and self._snapshot_direct(
+            taken = due and self._strategy.write_fields(  # type: ignore[attr-defined]
                 step, epoch, lr, batch_size, host_loss, nonfinite, extra
             )
         elif (
@@ -636,7 +634,7 @@ class Recorder:
         if self._direct:
             if not self._due(step):
                 return False
-            return self._snapshot_direct(
+            return self._strategy.write_fields(  # type: ignore[attr-defined]
                 step, meta.pop("epoch", None), meta.pop("lr", None), meta.pop("batch_size", None),
                 meta.pop("loss", None), bool(meta.pop("nonfinite", False)), meta, initial,
             )
@@ -646,110 +644,10 @@ class Recorder:
         to_online = self.online is not None and step % self.online_every == 0
         if not (to_store or to_online):
             return False
-        if self._native:
-            self._reap(block=self._free.empty())
-        slot = self._free.get()  # waits when all buffers are in flight
-        try:
-            self._capture(slot, device_loss)
-        except BaseException:
-            self._free.put(slot)
-            raise
-        item = (slot, step, meta, to_store, to_online, device_loss is not None)
+        self._strategy.write(step, meta, device_loss, to_store, to_online)
         if to_store:
             self.n_snapshots += 1
-        if self._native:
-            t = self.store.append_async(slot.host_np, step=step, **meta)
-            self._inflight[t] = slot
-            self._last_stored_step = step
-            return to_store
-        if self._background:
-            self._work.put(item)
-        else:
-            self._consume(item)
         return to_store
-
-    def _snapshot_direct(
-        self,
-        step: int,
-        epoch: Any,
-        lr: Any,
-        batch_size: Any,
-        loss: float | None,
-        nonfinite: bool,
-        extra: dict,
-        initial: bool = False,
-    ) -> bool:
-        """Write one snapshot straight from the parameters (see ``direct``)."""
-        if self._last_stored_step is not None and self._already_stored(step, initial):
-            return False
-        writer = self._parts_writer()
-        if lr is not None:
-            lr = float(lr)
-        # the metadata line: a template for the usual keys, else the store's JSON encoding
-        if not extra and not nonfinite and (lr is None or math.isfinite(lr)):
-            key = (epoch is not None, lr is not None, batch_size is not None, loss is not None)
-            template = self._templates.get(key)
-            if template is None:
-                template = self._templates[key] = self._template(*key)
-            args = [step]
-            if epoch is not None:
-                args.append(int(epoch))
-            if lr is not None:
-                args.append(lr)
-            if batch_size is not None:
-                args.append(int(batch_size))
-            if loss is not None:
-                args.append(loss)
-            args.append(time.time())
-            line = (template % tuple(args)).encode()
-        else:
-            meta = self._meta_dict(epoch, lr, batch_size, loss, nonfinite, extra)
-            meta["step"] = step
-            meta["nonfinite"] = bool(meta.get("nonfinite", False))
-            line, _ = self.store.metadata_line(meta)
-        if writer is None:  # a parameter is not contiguous: gather it first
-            slot = self._slots[0]
-            self._capture(slot, None)
-            if self._gather_parts is None:
-                self._gather_parts = self.store.parts_writer([slot.host_np])
-            writer = self._gather_parts
-        _, n_bad = writer.append_line(line, step)
-        self.n_snapshots += 1
-        self._last_stored_step = step
-        if n_bad:
-            self._flag_nonfinite(step, f"the parameters are not finite ({n_bad} values)")
-        return True
-
-    @staticmethod
-    def _template(epoch: bool, lr: bool, batch_size: bool, loss: bool) -> str:
-        """A metadata line's %-format: the keys the store's JSON encoding would write, in the
-        same order (``%r`` of a finite float is what ``json.dumps`` writes)."""
-        parts = ['{"step":%d', '"nonfinite":false']
-        if epoch:
-            parts.append('"epoch":%d')
-        if lr:
-            parts.append('"lr":%r')
-        if batch_size:
-            parts.append('"batch_size":%d')
-        if loss:
-            parts.append('"loss":%r')
-        parts.append('"wall_time":%r}\n')
-        return ",".join(parts)
-
-    def _parts_writer(self) -> PartsWriter | None:
-        """The direct writer over the parameters' memory (rebuilt when a parameter's storage
-        was replaced, e.g. by ``p.data = ...``); None while one is not contiguous or not of the
-        store's dtype (the gather path copies and converts those)."""
-        ptrs = [p.data_ptr() for p in self._tensors]
-        if ptrs != self._parts_ptrs or self._parts is None:
-            self._parts = None
-            self._parts_ptrs = ptrs
-            want = getattr(torch, self.store.dtype.name)  # float16/32/64: same names
-            if all(p.is_contiguous() and p.dtype == want for _, p in self._params):
-                self._parts = self.store.parts_writer(
-                    [p.detach().numpy().reshape(-1) for _, p in self._params]
-                )
-        return self._parts
 
     def _flat_views(self) -> list[torch.Tensor]:
         """Flat views of the recorded parameters (cached; rebuilt if a parameter's storage
@@ -825,33 +723,6 @@ class Recorder:
         finally:
             self._free.put(slot)
 
-    def _reap(self, block: bool = False) -> None:
-        """Give back the buffers of snapshots the store's writer has finished (all of them,
-        waiting, with ``block``), and flag those that held NaN/Inf."""
-        done = self.store.wait_async() if block else self.store.collect_async()
-        for t, step, n_bad in done:
-            slot = self._inflight.pop(t, None)
-            if slot is not None:
-                self._free.put(slot)
-            if n_bad:
-                self._flag_nonfinite(step, f"the parameters are not finite ({n_bad} values)")
-
-    def _writer_loop(self) -> None:
-        while True:
-            item = self._work.get()
-            if item is None:
-                self._work.task_done()
-                return
-            try:
-                if self._pending_error is None:
-                    self._consume(item)
-                else:
-                    self._free.put(item[0])
-            except BaseException as exc:  # re-raised in the training thread
-                self._pending_error = exc
-            finally:
-                self._work.task_done()
-
     def _raise_pending(self) -> None:
         err = self._pending_error
         if err is not None:
@@ -869,10 +740,7 @@ class Recorder:
     def flush(self) -> None:
         """Wait until every snapshot taken so far is in the store (and fed online)."""
         self._check_usable()
-        if self._native:
-            self._reap(block=True)
-        elif self._background:
-            self._work.join()
+        self._strategy.drain()
         self._raise_pending()
 
     def close(self) -> None:
@@ -884,15 +752,10 @@ class Recorder:
             return
         self._closed = True
         try:
-            if self._native and self.store is not None and not self.store.closed:
-                try:
-                    self._reap(block=True)
-                except NonFiniteLossError:  # recorded and flagged; closing goes on
-                    pass
-            if self._thread is not None:
-                self._work.put(None)
-                self._thread.join()
-                self._thread = None
+            try:
+                self._strategy.stop()
+            except NonFiniteLossError:  # recorded and flagged; closing goes on
+                pass
             err, self._pending_error = self._pending_error, None
             if self.store is not None:
                 if self._owns_store:
@@ -925,3 +788,230 @@ class Recorder:
             f"Recorder(store={where!r}, n_params={self.n_params}, tensors={len(self.names)}, "
             f"step={self._step}, snapshots={self.n_snapshots}, closed={self._closed})"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Write strategies: how a due snapshot gets from the parameters into the store and the online
+# accumulators. The recorder picks one at construction; all go through the store's append
+# paths (fractaldiff.io.writer), so the store's guarantees are the same for each.
+# --------------------------------------------------------------------------------------------
+
+
+class _WriteStrategy:
+    """One way of writing snapshots: :meth:`write` a due snapshot, :meth:`drain` until every
+    snapshot taken is written (raising what failed), :meth:`stop` for good."""
+
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def write(self, step: int, meta: dict, device_loss: Any, to_store: bool,
+              to_online: bool) -> None:
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Wait until every snapshot taken so far is written."""
+
+    def stop(self) -> None:
+        self.drain()
+
+    def _captured(self, device_loss: Any) -> _Slot:
+        """A free buffer holding the parameters' current values (waits for one if all are in
+        flight)."""
+        slot = self.rec._free.get()
+        try:
+            self.rec._capture(slot, device_loss)
+        except BaseException:
+            self.rec._free.put(slot)
+            raise
+        return slot
+
+
+class _InlineWrite(_WriteStrategy):
+    """``background=False``: gather, then append (and feed online) on the training thread."""
+
+    def write(self, step, meta, device_loss, to_store, to_online):
+        slot = self._captured(device_loss)
+        self.rec._consume((slot, step, meta, to_store, to_online, device_loss is not None))
+
+
+class _ThreadWrite(_WriteStrategy):
+    """CUDA parameters or online accumulators: gather into a buffer (a non-blocking copy on a
+    side stream on CUDA), a Python writer thread waits for it, appends and feeds online."""
+
+    def __init__(self, rec: Recorder) -> None:
+        super().__init__(rec)
+        self._work: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._loop, name="fractaldiff-recorder", daemon=True
+        )
+        self._thread.start()
+
+    def write(self, step, meta, device_loss, to_store, to_online):
+        slot = self._captured(device_loss)
+        self._work.put((slot, step, meta, to_store, to_online, device_loss is not None))
+
+    def _loop(self) -> None:
+        rec = self.rec
+        while True:
+            item = self._work.get()
+            if item is None:
+                self._work.task_done()
+                return
+            try:
+                if rec._pending_error is None:
+                    rec._consume(item)
+                else:
+                    rec._free.put(item[0])
+            except BaseException as exc:  # re-raised in the training thread
+                rec._pending_error = exc
+            finally:
+                self._work.task_done()
+
+    def drain(self) -> None:
+        self._work.join()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._work.put(None)
+            self._thread.join()
+            self._thread = None
+
+
+class _QueuedWrite(_WriteStrategy):
+    """CPU parameters into a store only, with ``direct=False``: gather into a buffer and hand
+    it to the store's compiled writer thread (``append_async``); buffers come back as their
+    snapshots are reported."""
+
+    def __init__(self, rec: Recorder) -> None:
+        super().__init__(rec)
+        self._inflight: dict[int, _Slot] = {}
+
+    def write(self, step, meta, device_loss, to_store, to_online):
+        rec = self.rec
+        self._reap(block=rec._free.empty())
+        slot = self._captured(device_loss)
+        t = rec.store.append_async(slot.host_np, step=step, **meta)
+        self._inflight[t] = slot
+        rec._last_stored_step = step
+
+    def _reap(self, block: bool) -> None:
+        """Give back the buffers of snapshots the store's writer has finished (all of them,
+        waiting, with ``block``), and flag those that held NaN/Inf."""
+        rec = self.rec
+        done = rec.store.wait_async() if block else rec.store.collect_async()
+        for t, step, n_bad in done:
+            slot = self._inflight.pop(t, None)
+            if slot is not None:
+                rec._free.put(slot)
+            if n_bad:
+                rec._flag_nonfinite(step, f"the parameters are not finite ({n_bad} values)")
+
+    def drain(self) -> None:
+        self._reap(block=True)
+
+    def stop(self) -> None:
+        if self.rec.store is not None and not self.rec.store.closed:
+            self._reap(block=True)
+
+
+class _DirectWrite(_WriteStrategy):
+    """CPU parameters of the store's dtype into a store only: one compiled call writes the
+    row straight from the parameters' memory (``SnapshotStore.parts_writer``), no copy and no
+    thread; the metadata line comes from a %-template for the usual keys."""
+
+    def __init__(self, rec: Recorder) -> None:
+        super().__init__(rec)
+        self._parts: PartsWriter | None = None  # over the parameters
+        self._parts_ptrs: list[int] = []
+        self._gather_parts: PartsWriter | None = None  # for non-contiguous parameters
+        self._templates: dict[tuple[bool, bool, bool, bool], str] = {}
+
+    def write(self, step, meta, device_loss, to_store, to_online):
+        self.write_fields(step, meta.pop("epoch", None), meta.pop("lr", None),
+                          meta.pop("batch_size", None), meta.pop("loss", None),
+                          bool(meta.pop("nonfinite", False)), meta)
+
+    def write_fields(
+        self,
+        step: int,
+        epoch: Any,
+        lr: Any,
+        batch_size: Any,
+        loss: float | None,
+        nonfinite: bool,
+        extra: dict,
+        initial: bool = False,
+    ) -> bool:
+        """Write one snapshot straight from the parameters; False when already stored."""
+        rec = self.rec
+        if rec._last_stored_step is not None and rec._already_stored(step, initial):
+            return False
+        writer = self._parts_writer()
+        if lr is not None:
+            lr = float(lr)
+        # the metadata line: a template for the usual keys, else the store's JSON encoding
+        if not extra and not nonfinite and (lr is None or math.isfinite(lr)):
+            key = (epoch is not None, lr is not None, batch_size is not None, loss is not None)
+            template = self._templates.get(key)
+            if template is None:
+                template = self._templates[key] = self._template(*key)
+            args = [step]
+            if epoch is not None:
+                args.append(int(epoch))
+            if lr is not None:
+                args.append(lr)
+            if batch_size is not None:
+                args.append(int(batch_size))
+            if loss is not None:
+                args.append(loss)
+            args.append(time.time())
+            line = (template % tuple(args)).encode()
+        else:
+            meta = rec._meta_dict(epoch, lr, batch_size, loss, nonfinite, extra)
+            meta["step"] = step
+            meta["nonfinite"] = bool(meta.get("nonfinite", False))
+            line, _ = rec.store.metadata_line(meta)
+        if writer is None:  # a parameter is not contiguous: gather it first
+            slot = rec._slots[0]
+            rec._capture(slot, None)
+            if self._gather_parts is None:
+                self._gather_parts = rec.store.parts_writer([slot.host_np])
+            writer = self._gather_parts
+        _, n_bad = writer.append_line(line, step)
+        rec.n_snapshots += 1
+        rec._last_stored_step = step
+        if n_bad:
+            rec._flag_nonfinite(step, f"the parameters are not finite ({n_bad} values)")
+        return True
+
+    @staticmethod
+    def _template(epoch: bool, lr: bool, batch_size: bool, loss: bool) -> str:
+        """A metadata line's %-format: the keys the store's JSON encoding would write, in the
+        same order (``%r`` of a finite float is what ``json.dumps`` writes)."""
+        parts = ['{"step":%d', '"nonfinite":false']
+        if epoch:
+            parts.append('"epoch":%d')
+        if lr:
+            parts.append('"lr":%r')
+        if batch_size:
+            parts.append('"batch_size":%d')
+        if loss:
+            parts.append('"loss":%r')
+        parts.append('"wall_time":%r}\n')
+        return ",".join(parts)
+
+    def _parts_writer(self) -> PartsWriter | None:
+        """The direct writer over the parameters' memory (rebuilt when a parameter's storage
+        was replaced, e.g. by ``p.data = ...``); None while one is not contiguous or not of the
+        store's dtype (the gather path copies and converts those)."""
+        rec = self.rec
+        ptrs = [p.data_ptr() for p in rec._tensors]
+        if ptrs != self._parts_ptrs or self._parts is None:
+            self._parts = None
+            self._parts_ptrs = ptrs
+            want = getattr(torch, rec.store.dtype.name)  # float16/32/64: same names
+            if all(p.is_contiguous() and p.dtype == want for _, p in rec._params):
+                self._parts = rec.store.parts_writer(
+                    [p.detach().numpy().reshape(-1) for _, p in rec._params]
+                )
+        return self._parts
