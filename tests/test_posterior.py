@@ -273,6 +273,21 @@ def test_compare_posterior_moons_smoke(small_moons_ensemble, tmp_path):
     assert (tmp_path / "cmp.png").stat().st_size > 0
 
 
+def test_compare_posterior_batchnorm_members():
+    # BatchNorm members: every chain evaluates with its own member's running statistics
+    pytest.importorskip("sklearn")
+    data = ft.two_moons(200, seed=2)
+    ens = ft.train_ensemble(lambda s: ft.mlp(2, 2, width=6, depth=2, seed=s), data, 8,
+                            lr=0.1, batch_size=32, steps=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fb.compare_posterior(ens, llc_members=2, sgld_steps=30, sgld_burnin=10,
+                                   sgld_thin=10, n_bootstrap=10, xis=[0.5, 1.0],
+                                   llc_kwargs={"n_chains": 3, "n_draws": 30, "n_burnin": 10})
+    assert np.isfinite(res.clusters.llc).all()
+    assert np.isclose(res.p_bayes.sum(), 1.0)
+
+
 def test_compare_posterior_bad_input(small_moons_ensemble):
     ens = small_moons_ensemble
     with pytest.raises(ValueError, match="ξ must be finite and > 0"):

@@ -626,7 +626,7 @@ def _estimate_member_llc(template: nn.Module, params: dict, buffers: dict, data:
     chain_member = np.repeat(np.asarray(chosen), nc)
     pot = members_potential(template, params, buffers, x, y, loss, chain_member)
     W = flat_members(params)[torch.as_tensor(chain_member)].float().contiguous()
-    init = pot.full_loss(W[::nc]).double().numpy()
+    init = pot.full_loss(W).double().numpy()[::nc]  # per-chain buffers: all chains
     C = W.shape[0]
     batch = min(int(kw["batch_size"]), n) if kw["batch_size"] else None
     run = run_sgld(pot, W, nbeta=torch.full((C,), nb, dtype=torch.float64),
