@@ -329,13 +329,19 @@ def _dimension(func: Any, X: np.ndarray, kwargs: dict, relaxed: dict | None) -> 
     interval = (d.details or {}).get("interval")
     if interval is None:
         interval = (d.dimension - 1.96 * d.stderr, d.dimension + 1.96 * d.stderr)
+    interval = (max(0.0, float(interval[0])), float(interval[1]))  # a dimension is >= 0
     out = est(d.dimension, d.stderr, interval)
     if d.takens is not None:
         out["takens"] = est(d.takens, d.takens_stderr)
+    notes = []
     if (d.details or {}).get("resolution_limited"):
-        out["note"] = "resolution-limited: read as a lower bound"
+        notes.append("lower bound")
+        out["resolution_limited"] = True
     if note:
-        out["note"] = (out.get("note", "") + "; " if out.get("note") else "") + note
+        notes.append("relaxed window")
+        out["relaxed_window"] = note
+    if notes:
+        out["note"] = ", ".join(notes)
     return out
 
 

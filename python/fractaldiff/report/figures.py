@@ -93,11 +93,16 @@ def fig_ds_llc(res: dict[str, Any], path: Path) -> bool:
                     xerr=r["llc"]["stderr"], yerr=r["spectral_dimension"]["stderr"],
                     fmt="o" if g != "beyond" else "s", color=_COL.get(g, None), label=lab,
                     capsize=3)
-    lim = max(max(r["llc"]["value"] for r in rows), max(r["spectral_dimension"]["value"]
-                                                        for r in rows)) * 1.15
-    ax.plot([0, lim], [0, lim], "k--", lw=1, label="d_s = λ̄ (Lemma 3.4 bound)")
-    ax.set_xlim(0, lim)
-    ax.set_ylim(0, lim)
+    vals = [r["llc"]["value"] for r in rows] + [r["spectral_dimension"]["value"] for r in rows]
+    vals = [v for v in vals if v > 0]
+    lo, hi = min(vals) / 1.5, max(vals) * 1.5
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="d_s = λ̄ (Lemma 3.4 bound)")
+    ax.fill_between([lo, hi], [lo, lo], [lo, hi], color="0.93", zorder=0,
+                    label="d_s < λ̄ (bound holds)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
     ax.set_xlabel("time-averaged LLC λ̄")
     ax.set_ylabel("spectral dimension d_s = 2 λ̄ α")
     ax.set_title("(b) d_s vs λ̄ (paper Fig. 2a)")
@@ -193,12 +198,20 @@ def fig_posterior(res: dict[str, Any], folder: Path) -> dict[str, str]:
     kl = p.get("kl_vs_xi")
     if kl and kl.get("xi"):
         fig, ax = plt.subplots(figsize=(5.2, 3.8))
-        ax.plot(kl["xi"], kl["kl"], "o-", color="k")
+        ax.plot(kl["xi"], kl["kl"], "o-", color="k", label="KL(Bayes ‖ tempered SGD)")
+        ci = kl.get("kl_ci")
+        if ci and all(c is not None and None not in c for c in ci):
+            ax.fill_between(kl["xi"], [c[0] for c in ci], [c[1] for c in ci], color="0.85",
+                            label="95 % bootstrap interval")
+        raw = ((p.get("table2_raw") or {}).get("kl") or {}).get("value")
+        if raw:
+            ax.axhline(raw, color="tab:red", ls="-.", label="KL(Bayes ‖ raw SGD)")
+        ax.set_xscale("log")
         if p.get("best_xi") is not None:
             ax.axvline(p["best_xi"], color="tab:blue", ls="--", label=f"best ξ = {p['best_xi']:g}")
         ax.axvline(0.5, color="0.6", ls=":", label="paper ξ = 0.5")
         ax.set_xlabel("coarse-graining scale ξ")
-        ax.set_ylabel("KL(Bayes || tempered SGD)")
+        ax.set_ylabel("KL divergence (nats)")
         ax.set_yscale("log")
         ax.set_title("(d) KL vs ξ (paper Fig. 3)")
         ax.legend(fontsize=8)

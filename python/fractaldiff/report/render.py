@@ -33,6 +33,15 @@ def fmt(d: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g} ± {se:.2g}"
 
 
+def meansd(d: Any, digits: int = 3) -> str:
+    """``mean (sd)`` of a group summary (sd over runs, as in the paper's Table 4)."""
+    if not isinstance(d, dict) or d.get("value") is None:
+        return "n/a"
+    sd = d.get("sd")
+    return f"{d['value']:.{digits}g} ({sd:.{digits}g})" if sd is not None else \
+        f"{d['value']:.{digits}g} (one run)"
+
+
 def pct(v: Any) -> str:
     if isinstance(v, dict):
         if v.get("value") is None:
@@ -98,6 +107,7 @@ def render_report(out: str | os.PathLike, results: dict[str, Any] | None = None,
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     env.filters["fmt"] = fmt
     env.filters["pct"] = pct
+    env.filters["meansd"] = meansd
     env.filters["tojson_pretty"] = lambda o: json.dumps(o, indent=1, default=str)
     html = env.get_template("report.html.j2").render(r=results, img=images, figs=figs)
     path = out / "report.html"
