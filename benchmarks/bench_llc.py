@@ -210,7 +210,7 @@ def main() -> None:
         n = len(ds.x_train)
         nbeta = n / math.log(n)
         t_ours, t_dv, lam_o, lam_d = [], [], [], []
-        for r in range(repeat):  # interleaved: ours, devinterp, ours, ...
+        for _ in range(repeat):  # interleaved: ours, devinterp, ours, ...
             t0 = time.perf_counter()
             res = ours(model, ds, draws=draws)
             t_ours.append(time.perf_counter() - t0)

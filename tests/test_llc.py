@@ -18,8 +18,8 @@ from fractaldiff.bayes import (  # noqa: E402
     calibrate_llc,
     estimate_llc,
     grid_llc,
-    llc_trajectory,
 )
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():

@@ -104,7 +104,9 @@ class Potential:
     backend: str = "vmap"
 
 
-def value_and_grad_sum(vf: Callable, W: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def value_and_grad_sum(
+    vf: Callable, W: torch.Tensor, *args: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Losses (C,) of the vmapped ``vf`` and their gradients (C, D) w.r.t. the rows of W.
 
     Chains are independent (loss c depends on W[c] only), so the gradient of the summed loss
@@ -126,7 +128,9 @@ def _scalar_check(value: Any, what: str, func: str) -> None:
         )
 
 
-def make_functional_potential(loss_fn: Callable, w0: Any, func: str) -> tuple[Potential, torch.Tensor]:
+def make_functional_potential(
+    loss_fn: Callable, w0: Any, func: str
+) -> tuple[Potential, torch.Tensor]:
     """Potential of ``loss_fn(w) -> scalar`` (torch ops), and w0 as a flat tensor."""
     if not callable(loss_fn):
         raise TypeError(f"{func}: loss_fn must be callable (flat parameter tensor -> mean loss)")
@@ -155,7 +159,9 @@ def make_functional_potential(loss_fn: Callable, w0: Any, func: str) -> tuple[Po
 
     vf = vmap(scalar)
 
-    def value_and_grad(W: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def value_and_grad(
+        W: torch.Tensor, idx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return value_and_grad_sum(vf, W)
 
     def full_loss(W: torch.Tensor) -> torch.Tensor:
@@ -311,7 +317,9 @@ def make_module_potential(
         vb = lambda W, xb, yb: program(W, xb, yb, False)  # noqa: E731
         vf = lambda W, xb, yb: program(W, xb, yb, True)  # noqa: E731
 
-    def value_and_grad(W: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def value_and_grad(
+        W: torch.Tensor, idx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if idx is None:
             return value_and_grad_sum(vf, W, x, y)
         return value_and_grad_sum(vb, W, x[idx], y[idx])
@@ -376,7 +384,7 @@ def sequential_program(model: torch.nn.Module, names: list[str], sizes: list[int
         return None
     index = {n: i for i, n in enumerate(names)}
     fixed = {n: p.detach() for n, p in model.named_parameters()}
-    for name, m in leaves:
+    for _, m in leaves:
         if isinstance(m, torch.nn.BatchNorm1d) and not m.track_running_stats:
             return None
         if isinstance(m, torch.nn.Flatten) and (m.start_dim, m.end_dim) != (1, -1):
@@ -629,7 +637,8 @@ def summarize(
     finite = np.isfinite(draws).all(1)
     rel = nbeta * (draws - init_loss)
     with np.errstate(invalid="ignore", over="ignore"):
-        exploding = np.nanmax(np.where(np.isfinite(rel), rel, np.inf), axis=1) > 100.0 * n_params + 1000.0
+        worst = np.nanmax(np.where(np.isfinite(rel), rel, np.inf), axis=1)
+        exploding = worst > 100.0 * n_params + 1000.0
     diverged = ~finite | exploding
     with np.errstate(invalid="ignore", over="ignore"):
         per_chain = nbeta * (draws.mean(1) - init_loss)

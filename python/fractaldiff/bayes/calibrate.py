@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ._engine import LLCWarning, Potential, check_count, check_pos, run_sgld, summarize
+from ._engine import LLCWarning, Potential, check_pos, run_sgld, summarize
 from .llc import check_common, init_losses, resolve_localization, setup
 
 __all__ = ["LLCCalibration", "calibrate_llc", "calibrate_with_potential"]

@@ -163,7 +163,9 @@ def grid_llc(
     ball = dist2 <= r.min() ** 2
     kb = np.sort(k[ball])
     total = kb.size
-    lo_frac, hi_frac = volume_fraction if volume_fraction is not None else (min(400.0 / total, 0.005), 0.05)
+    if volume_fraction is None:
+        volume_fraction = (min(400.0 / total, 0.005), 0.05)
+    lo_frac, hi_frac = volume_fraction
     if not 0 < lo_frac < hi_frac <= 1:
         raise ValueError(f"{func}: volume_fraction must be (lo, hi) with 0 < lo < hi <= 1")
     ranks = np.unique(np.geomspace(max(1, lo_frac * total), hi_frac * total, 40).astype(int))

@@ -167,7 +167,7 @@ class PosteriorComparison:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def with_m(self, m: float) -> "PosteriorComparison":
+    def with_m(self, m: float) -> PosteriorComparison:
         """The same comparison re-tempered with another exponent count ``m`` (no new
         sampling): e.g. ``m=1`` for P_temp ∝ P_SGD^{D_ξ,k}."""
         import dataclasses
@@ -258,7 +258,8 @@ class PosteriorComparison:
                      f", acceptance {d.get('acceptance', float('nan')):.2f}, "
                      f"{d.get('chains_moved', float('nan')):.1%} of chains changed cluster, "
                      f"{d.get('unassigned_fraction', float('nan')):.1%} of samples farther "
-                     f"than the threshold from every cluster")
+                     f"than the threshold from every cluster; P_Bayes first vs second half of "
+                     f"the samples differ by up to {d.get('p_bayes_drift', float('nan')):.3f}")
         return "\n".join(lines)
 
     def plot(self, path: Any = None, *, axes: Any = None) -> Any:
@@ -461,6 +462,7 @@ def compare_posterior(
     PosteriorComparison
     """
     from ..train.ensemble import EnsembleResult
+    from ._engine import run_sgld
     from .clusters import (
         cluster_solutions,
         flat_members,
@@ -469,7 +471,6 @@ def compare_posterior(
         probe_signatures,
         xy_tensors,
     )
-    from ._engine import run_sgld
 
     t_start = time.perf_counter()
     if not isinstance(ensemble, EnsembleResult):
@@ -596,8 +597,18 @@ def compare_posterior(
              "confidence": float(confidence), "seed": int(seed)}
     out = _temper(state, m_eff)
     moved = float(np.mean(S[:, -1] != start_lab))
+    half = S.shape[1] // 2
+    if half >= 1:
+        first = np.bincount(S[:, :half].ravel(), minlength=K) / S[:, :half].size
+        second = np.bincount(S[:, half:].ravel(), minlength=K) / S[:, half:].size
+        drift = float(np.abs(second - first).max())
+    else:
+        first = second = np.full(K, np.nan)
+        drift = float("nan")
     diagnostics = {
         "n_chains": C, "acceptance": acceptance, "chains_moved": moved,
+        "p_bayes_first_half": first.tolist(), "p_bayes_second_half": second.tolist(),
+        "p_bayes_drift": drift,
         "unassigned_fraction": float(np.mean(dd > thr)),
         "samples_per_chain": int(S.shape[1]), "seconds": time.perf_counter() - t_start,
         "member_displacement_exponent": member_alpha,

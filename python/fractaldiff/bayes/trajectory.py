@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -12,7 +11,6 @@ import numpy as np
 import torch
 
 from ._engine import (
-    LLCWarning,
     as_tensors,
     check_pos,
     emit,
@@ -113,7 +111,9 @@ class LLCTrajectory:
 
 
 def _bn_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    kinds = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d,
+             torch.nn.SyncBatchNorm)
+    return [m for m in model.modules() if isinstance(m, kinds)
             and m.track_running_stats]
 
 

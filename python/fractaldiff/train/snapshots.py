@@ -48,7 +48,9 @@ def _row(run: Any, i: int) -> np.ndarray:
     return np.asarray(run[i])
 
 
-def load_snapshot(model: torch.nn.Module, run: Any, i: int, *, strict: bool = True) -> torch.nn.Module:
+def load_snapshot(
+    model: torch.nn.Module, run: Any, i: int, *, strict: bool = True
+) -> torch.nn.Module:
     """Copy snapshot ``i`` of a recorded run into ``model``'s parameters (in place).
 
     Rows are flat parameter vectors as :class:`fractaldiff.train.Recorder` writes them: the
@@ -84,7 +86,9 @@ def load_snapshot(model: torch.nn.Module, run: Any, i: int, *, strict: bool = Tr
         ``i`` out of range.
     """
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"load_snapshot: model must be a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(
+            f"load_snapshot: model must be a torch.nn.Module, got {type(model).__name__}"
+        )
     run = open_run(run)
     T = _n_rows(run)
     if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
