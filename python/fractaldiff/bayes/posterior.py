@@ -379,7 +379,7 @@ def compare_posterior(
     sgld_steps: int = 1000,
     sgld_burnin: int = 500,
     sgld_thin: int = 100,
-    sgld_step_size: float = 2e-5,
+    sgld_step_size: float = 1e-4,
     sgld_batch_size: int | None = 64,
     prior_std: float = 10.0,
     n_chains: int | None = None,
@@ -445,7 +445,7 @@ def compare_posterior(
     late_fraction : float, default 0.1
     sgld_steps, sgld_burnin, sgld_thin : int
         Steps per chain, burn-in, and thinning of the posterior chains.
-    sgld_step_size : float, default 2e-5
+    sgld_step_size : float, default 1e-4
         ε; keep ε·n·(largest curvature) ≪ 4.
     sgld_batch_size : int or None, default 64
         Minibatch per chain and step (None: full batch).
