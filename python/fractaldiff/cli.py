@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .pipeline.errors import PipelineError
@@ -29,7 +30,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
 
     out = args.out or ("fractaldiff-quick" if args.quick else "fractaldiff-results")
-    path = run_pipeline(cfg, out, jobs=args.jobs, resume=args.resume, force=args.force,
+    jobs = args.jobs if args.jobs is not None else max(1, min(4, os.cpu_count() or 1))
+    path = run_pipeline(cfg, out, jobs=jobs, resume=args.resume, force=args.force,
                         progress=not args.no_progress)
     print(path)
     failed = json.loads((path.parent / "results.json").read_text(encoding="utf-8"))["errors"]
@@ -104,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (default ./fractaldiff-results, or ./fractaldiff-quick)")
     run.add_argument("--quick", action="store_true",
                      help="reduced sizes: everything in about a minute")
-    run.add_argument("--jobs", type=_positive_int, default=1,
-                     help="parallel training processes (default 1)")
+    run.add_argument("--jobs", type=_positive_int, default=None,
+                     help="parallel training processes (default: the CPU count, at most 4)")
     g = run.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true",
                    help="reuse finished runs of an output folder made with another config")

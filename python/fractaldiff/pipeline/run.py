@@ -215,7 +215,7 @@ def run_units(units: list[dict[str, Any]], cache: Path, jobs: int,
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as ex:
             futs = {ex.submit(_run_unit_safe, u, str(cache / u["key"])): u for u in todo}
             for f in as_completed(futs):
                 u = futs[f]
