@@ -82,6 +82,26 @@ def fbm_single_curve(hurst: float, n_snap: int, dims: int):
     return run
 
 
+def fbm_estimated_dims(hurst: float, n_snap: int, dims: int, curve: str):
+    """One run, one curve: the default single-run path. Coordinates of unequal scale (so the
+    effective dimension is below D) and effective_dims = fd.effective_dimension(X)."""
+    def run(seed: int):
+        rng = np.random.default_rng(seed)
+        scales = np.exp(rng.standard_normal(dims))
+        x = fractional_brownian_motion(n_snap, hurst, dims, rng) * scales
+        n_eff = fd.effective_dimension(x)
+        if curve == "msd":
+            m = time_averaged_msd(x)
+            ex = fd.fit_msd(np.arange(1, n_snap), m[1:], n_snapshots=n_snap,
+                            effective_dims=n_eff, window=(1, n_snap // 10), warn_window=False)
+            return ex.msd_exponent, ex.msd_exponent_stderr, False
+        R = np.linalg.norm(x - x[0], axis=1)
+        ex = fd.fit_displacement(np.arange(1, n_snap), R[1:], effective_dims=n_eff,
+                                 window=None, warn_window=False)
+        return ex.displacement_exponent, ex.displacement_exponent_stderr, False
+    return run
+
+
 def fbm_block_rows(hurst: float, n_snap: int, dims: int, blocks: int):
     def run(seed: int):
         x = fractional_brownian_motion(n_snap, hurst, dims, np.random.default_rng(seed))
@@ -181,13 +201,12 @@ def box_row(kind: str, n: int, dim: int):
         X = embed_random(point_set(kind, n, rng), dim, rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = fd.box_counting_dimension(X, n_grids=4, seed=seed)
+            est = fd.box_counting_dimension(X, n_grids=2, seed=seed)
         return est.dimension, est.stderr, bool(est.details.get("resolution_limited", False))
     return run
 
 
 def build(quick: bool) -> None:
-    scale = 0.3 if quick else 1.0
     reps_cheap = 30 if quick else 100
     reps = 10 if quick else 30
     n_snap = 512 if quick else 1000
@@ -196,6 +215,12 @@ def build(quick: bool) -> None:
                  fbm_single_curve(h, n_snap, 8), reps_cheap)
         register(f"fit_msd, 8 block rows (H={h}, D=64, T={n_snap})", 2 * h,
                  fbm_block_rows(h, n_snap, 64, 8), reps_cheap)
+        register(f"fit_msd, 1 curve, effective_dims=effective_dimension(X) (H={h}, D=8 "
+                 f"unequal scales, T={n_snap})", 2 * h,
+                 fbm_estimated_dims(h, n_snap, 8, "msd"), reps_cheap)
+        register(f"fit_displacement, 1 R(t) curve, effective_dims estimated (H={h}, D=8 "
+                 f"unequal scales, T={n_snap})", h,
+                 fbm_estimated_dims(h, n_snap, 8, "displacement"), reps_cheap)
     register("crossover, 1 planted break, late exponent (iid noise 2%)", 0.5,
              planted_crossover(0.02 / math.log(10) * math.log(10)), reps_cheap)
     n_corr = 1000 if quick else 2000
@@ -206,10 +231,10 @@ def build(quick: bool) -> None:
              takens_row("Sierpinski triangle", n_corr, 100), reps)
     register(f"correlation_dimension, Brownian path in R^3 (T={n_corr}, theiler=10)",
              2.0, trajectory_row(n_corr, 100, 10), reps)
-    n_box = int(20000 * scale) if quick else 20000
+    n_box = 6000 if quick else 10000
     for kind in ("Cantor", "Sierpinski triangle", "Sierpinski carpet", "Koch curve",
                  "filled square", "filled cube"):
-        register(f"box_counting_dimension, {kind} (N={n_box}, R^100, 4 grids)", TRUTH[kind],
+        register(f"box_counting_dimension, {kind} (N={n_box}, R^100, 2 grids)", TRUTH[kind],
                  box_row(kind, n_box, 100), reps)
 
 
