@@ -216,6 +216,25 @@ def test_analyze_npy_with_manual_window(tmp_path):
     assert "configured" not in rule
 
 
+def test_analyze_a_checkpoint_folder(tmp_path):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    w = {"fc.weight": torch.zeros(6, 5), "fc.bias": torch.zeros(6)}
+    for step in range(0, 400, 10):  # a random walk, one checkpoint every 10 steps
+        for v in w.values():
+            v += 0.01 * torch.as_tensor(rng.standard_normal(v.shape), dtype=torch.float32)
+        torch.save({k: v.clone() for k, v in w.items()}, folder / f"step_{step}.pt")
+    out = tmp_path / "rep"
+    assert main(["analyze", str(folder), "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["run_kind"] == "checkpoint folder"
+    row = res["summary"][0]
+    assert row["n_params"] == 36
+    assert set(res["per_layer"]["ckpts"]) == {"fc.weight", "fc.bias"}
+    assert 0.3 < row["displacement_exponent"]["value"] < 0.7  # Brownian: 1/2
+
+
 def test_text_corpus_is_deterministic_and_local():
     from fractaldiff.train.text import VOCAB, decode, stdlib_corpus
 

@@ -75,7 +75,7 @@ def load_trajectory(path: str | os.PathLike) -> dict[str, Any]:
         elif p.is_dir():
             run = fd.CheckpointFolder(p)
             W = np.asarray(run)
-            steps = np.asarray(run.metadata["step"], dtype=np.int64)
+            steps = np.asarray(run.steps, dtype=np.int64)
             lay = getattr(run, "layout", None)
             if lay is not None:
                 layout = [(str(n), int(a), int(b)) for n, a, b in lay.ranges()]
