@@ -37,7 +37,10 @@ rm -f "$BUILD"/pkg/fractaldiff/_core*.so
 cp "$BUILD"/_core*.so "$BUILD/pkg/fractaldiff/"
 
 LIBASAN=$(${CXX:-g++} -print-file-name=libasan.so)
-export LD_PRELOAD=$LIBASAN
+# libstdc++ too: python is not linked with it, and without it loaded at start-up ASan's
+# __cxa_throw interceptor finds no real __cxa_throw (a CHECK failure at the first C++ throw)
+LIBSTDCXX=$(${CXX:-g++} -print-file-name=libstdc++.so.6)
+export LD_PRELOAD="$LIBASAN $LIBSTDCXX"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=$LOGS/asan:detect_odr_violation=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$LOGS/ubsan"
 export PYTHONPATH=$BUILD/pkg

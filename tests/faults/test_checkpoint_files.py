@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from faultkit import watchdog
 
 from fractaldiff.io.checkpoints import CheckpointFolder, step_from_name
 
@@ -66,7 +67,7 @@ def test_deeply_nested_safetensors_header(tmp_path):
         CheckpointFolder(tmp_path)
 
 
-def test_fifo_among_checkpoints_is_skipped_not_read(tmp_path, watchdog):
+def test_fifo_among_checkpoints_is_skipped_not_read(tmp_path):
     write_st(tmp_path / "step_1.safetensors", good_header(), np.arange(6, dtype="<f4").tobytes())
     os.mkfifo(tmp_path / "step_2.safetensors")
     with watchdog(10):

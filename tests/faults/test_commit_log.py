@@ -7,10 +7,9 @@ import os
 
 import numpy as np
 import pytest
+from faultkit import D, flip_byte, make_store
 
 from fractaldiff.io.store import StoreCorruptedError, StoreRecoveryWarning, open_store
-
-from conftest import D, flip_byte, make_store
 
 
 def test_damaged_last_record_is_an_error_not_a_silent_drop(tmp_path):
@@ -94,7 +93,7 @@ def test_step_field_of_wrong_type(tmp_path, step):
     (path / "steps.jsonl").write_bytes(b"\n".join(lines))
     with open_store(path) as r:
         with pytest.raises(StoreCorruptedError, match="snapshot 2 has step .* not an int64"):
-            r.steps
+            _ = r.steps
         with pytest.raises(StoreCorruptedError, match="snapshot 2 has step"):
             r.verify()
     with pytest.raises(StoreCorruptedError, match="snapshot 2 has step"):

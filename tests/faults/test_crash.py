@@ -34,12 +34,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from fractaldiff.io.store import (
-    SnapshotStore,
-    StoreCorruptedError,
-    StoreRecoveryWarning,
-    open_store,
-), is_store
+    from fractaldiff.io.store import SnapshotStore, open_store, is_store
 
     path, d, durable, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
     parts_mode = sys.argv[5] == "parts"  # rows written from two arrays (parts_writer)

@@ -4,10 +4,9 @@ whose append returned, and appending goes on once there is room."""
 
 import numpy as np
 import pytest
+from faultkit import python, rows_for
 
 from fractaldiff.io.store import open_store
-
-from conftest import python, rows_for
 
 WRITER = """
 import resource, signal, sys

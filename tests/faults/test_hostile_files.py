@@ -6,10 +6,9 @@ import os
 
 import numpy as np
 import pytest
+from faultkit import make_store, watchdog
 
 from fractaldiff.io.store import SnapshotStore, StoreCorruptedError, open_store
-
-from conftest import make_store
 
 MEMBERS = ["snapshots.bin", "steps.jsonl", "commits.bin", "manifest.json"]
 
@@ -59,7 +58,7 @@ def test_hard_linked_member_is_not_written(tmp_path):
 
 @pytest.mark.parametrize("name", MEMBERS)
 @pytest.mark.parametrize("mode", ["r", "a"])
-def test_fifo_member_does_not_block(tmp_path, watchdog, name, mode):
+def test_fifo_member_does_not_block(tmp_path, name, mode):
     path = tmp_path / "f"
     make_store(path, 3)
     (path / name).unlink()

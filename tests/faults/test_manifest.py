@@ -5,11 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from faultkit import make_store
 
 from fractaldiff.io.format import manifest_checksum, manifest_text
 from fractaldiff.io.store import SnapshotStore, StoreCorruptedError, open_store
-
-from conftest import make_store
 
 
 def rewrite(path, change, *, fix_checksum):
@@ -121,7 +120,7 @@ def test_deeply_nested_metadata_line(tmp_path):
     (path / "steps.jsonl").write_bytes(b"\n".join(raw))
     with open_store(path) as r:
         with pytest.raises(StoreCorruptedError, match="metadata of snapshot 1 .* damaged"):
-            r.records
+            _ = r.records
 
 
 def test_deeply_nested_values_given_to_a_store(tmp_path):

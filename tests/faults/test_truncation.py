@@ -9,15 +9,13 @@ import warnings
 
 import numpy as np
 import pytest
+from faultkit import flip_byte, make_store, python, spawn
 
 from fractaldiff.io.store import (
-    StoreCorruptedError,
     StoreLockedError,
     StoreRecoveryWarning,
     open_store,
 )
-
-from conftest import flip_byte, make_store, python, spawn
 
 READER = """
 import sys

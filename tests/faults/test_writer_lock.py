@@ -5,10 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from faultkit import make_store, python
 
 from fractaldiff.io.store import StoreLockedError, open_store
-
-from conftest import make_store, python
 
 SECOND_WRITER = """
 import sys

@@ -103,11 +103,10 @@ def test_one_input(buf: bytes) -> None:
                                                   equal_nan=True)
                             assert np.array_equal(np.asarray(r.as_memmap()), a,
                                                   equal_nan=True)
-                    r.metadata
+                    _ = r.metadata
                     assert len(r.steps) == t
                     r.verify()
-                    r.meta
-                    r.layout
+                    _ = r.meta, r.layout
             except expected:
                 pass
         try:

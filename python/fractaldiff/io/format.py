@@ -191,7 +191,7 @@ def open_member(dir_fd: int, name: str, flags: int, where: str, *, create: bool 
         fd = os.open(name, flags | extra, 0o644, dir_fd=dir_fd)
     except FileNotFoundError:
         raise StoreCorruptedError(f"{where} is missing; the store is incomplete") from None
-    except OSError as exc:
+    except OSError:
         st = _lstat(dir_fd, name)
         if st is not None and stat.S_ISLNK(st.st_mode):
             raise StoreCorruptedError(
@@ -199,7 +199,9 @@ def open_member(dir_fd: int, name: str, flags: int, where: str, *, create: bool 
                 f"folder (a store never reads or writes through links)"
             ) from None
         if st is not None and not stat.S_ISREG(st.st_mode):
-            raise StoreCorruptedError(f"{where} is {_kind(st.st_mode)}, not a regular file") from None
+            raise StoreCorruptedError(
+                f"{where} is {_kind(st.st_mode)}, not a regular file"
+            ) from None
         raise
     try:
         st = os.fstat(fd)

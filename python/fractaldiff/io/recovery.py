@@ -74,7 +74,8 @@ def scan_commits(
         ok &= ends > prev
         ok &= ends < np.uint64(2**62)
         for i in np.flatnonzero(ok):
-            if zlib.crc32(buf[i * RECORD_SIZE : i * RECORD_SIZE + 28]) != int(recs["record_crc"][i]):
+            head = buf[i * RECORD_SIZE : i * RECORD_SIZE + 28]
+            if zlib.crc32(head) != int(recs["record_crc"][i]):
                 ok[i] = False
                 break
         good = n_new if ok.all() else int(np.argmin(ok))

@@ -11,7 +11,6 @@ proves) and why it is not zarr are in docs/store.md; :mod:`.format`, :mod:`.reco
 from __future__ import annotations
 
 import copy
-import numbers
 import os
 import sys
 import tempfile

@@ -94,7 +94,7 @@ class AppendPath(ABC):
         """Snapshots written or queued whose results were not collected yet."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most paths hold nothing to release
         """Finish queued work and release resources."""
 
 

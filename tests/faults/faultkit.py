@@ -1,6 +1,8 @@
-"""Shared helpers of the fault suite: stores with known content, a subprocess runner and a
+"""Shared helpers of the fault suite (not a conftest.py: tests elsewhere import `conftest` by
+name): stores with known content, a subprocess runner and a
 watchdog for operations that must not block."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fractaldiff.io.store import SnapshotStore
 
@@ -56,22 +57,17 @@ def spawn(code, *args):
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-@pytest.fixture
-def watchdog():
+@contextlib.contextmanager
+def watchdog(seconds=10):
     """``with watchdog(seconds):`` raises TimeoutError instead of blocking forever."""
-    import contextlib
 
-    @contextlib.contextmanager
-    def guard(seconds=10):
-        def fire(signum, frame):
-            raise TimeoutError(f"blocked for more than {seconds} s")
+    def fire(signum, frame):
+        raise TimeoutError(f"blocked for more than {seconds} s")
 
-        old = signal.signal(signal.SIGALRM, fire)
-        signal.alarm(seconds)
-        try:
-            yield
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, old)
-
-    return guard
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
