@@ -32,9 +32,9 @@ def _one_thread():
 
 # Recommended settings for small analytic potentials (docs/llc.md): nβ = 100 (1000 for the
 # reduced-rank regression), γ = 1 << nβ a, ε with ε κ / 4 = 0.01 for the stiffest direction
-# (κ = 2 nβ + γ), 32 chains (nearly free when batched), 3000 steps of which 1000 burn-in.
+# (κ = 2 nβ + γ), 64 chains (nearly free when batched), 3000 steps of which 1000 burn-in.
 NB, GAMMA, EPS = 100.0, 1.0, 2e-4
-RUN = dict(nbeta=NB, localization=GAMMA, step_size=EPS, n_chains=32, n_draws=3000,
+RUN = dict(nbeta=NB, localization=GAMMA, step_size=EPS, n_chains=64, n_draws=3000,
            n_burnin=1000, seed=0, warn=False)
 
 
@@ -82,7 +82,7 @@ def test_regular_quadratic(d):
     r = estimate_llc(quad, torch.zeros(d, dtype=torch.float64), **RUN)
     assert isinstance(r, LLCResult)
     assert abs(r.mean - d / 2) <= 0.10 * d / 2
-    assert r.loss_trace.shape == (32, 3000)
+    assert r.loss_trace.shape == (64, 3000)
     assert not r.diagnostics["flags"]["diverged"]
 
 
@@ -114,7 +114,7 @@ def test_normal_crossing_log_correction():
 def test_reduced_rank_regression():
     lam = aoyagi_watanabe(5, 3, 5, 0)
     r = estimate_llc(rrr, torch.zeros(30, dtype=torch.float64), nbeta=1000.0,
-                     localization=GAMMA, step_size=1e-4, n_chains=32, n_draws=3000,
+                     localization=GAMMA, step_size=1e-4, n_chains=64, n_draws=3000,
                      n_burnin=1000, seed=0, warn=False)
     assert abs(r.mean - lam) <= 0.15 * lam
 
@@ -358,3 +358,11 @@ def test_bad_inputs_named():
         nan_model.weight.fill_(float("nan"))
     with pytest.raises(ValueError, match="starting point"):
         estimate_llc(nan_model, ds)
+
+
+def test_progress_bar_and_float32_loss_fn():
+    pytest.importorskip("tqdm")
+    r = estimate_llc(quad, torch.zeros(3, dtype=torch.float32), n=500, step_size=1e-4,
+                     n_chains=2, n_draws=30, n_burnin=10, progress=True, warn=False)
+    assert r.loss_trace.dtype == np.float64 and np.isfinite(r.mean)
+    assert r.settings["nbeta"] == pytest.approx(500 / math.log(500))
