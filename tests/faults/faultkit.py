@@ -12,10 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+import fractaldiff
 from fractaldiff.io.store import SnapshotStore
 
 D = 24
-PYTHONPATH = str(Path(__file__).resolve().parents[2] / "python")
+#: Subprocesses import the same fractaldiff as the tests (installed, checkout or sanitized).
+PYTHONPATH = os.pathsep.join(
+    [str(Path(fractaldiff.__file__).resolve().parents[1])]
+    + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+)
 
 
 def rows_for(n, d=D):
