@@ -238,6 +238,9 @@ class PosteriorComparison:
         lines.append(f"best ξ = {self.best_xi:.3g} (min KL over {len(self.xis)} values in "
                      f"[{self.xis[0]:.3g}, {self.xis[-1]:.3g}]), m = {self.m:g}; "
                      f"{conf:.0%} bootstrap intervals over members")
+        if self.best in (0, len(self.xis) - 1) and len(self.xis) > 1:
+            lines.append("note: the best ξ is at the edge of the sweep (the KL minimum may lie "
+                         "beyond it)")
         if float(np.ptp(self.kl)) <= 1e-6 * max(1.0, float(np.min(self.kl))):
             lines.append("note: KL does not change across the ξ sweep (the tempered masses are "
                          "the same at every ξ), so ξ is not identified")
@@ -434,7 +437,7 @@ def compare_posterior(
     clusters : ClusterResult, optional
         Precomputed clusters of these members (then probe_inputs must be the ones used).
     xis : sequence of float, optional
-        ξ > 0 to sweep; default 60 values log-spaced in [0.05, 5].
+        ξ > 0 to sweep; default 81 values log-spaced in [0.01, 100].
     m : float, optional
         Sample count in the exponent (default n).
     d_s : float or sequence of K floats, optional
@@ -479,7 +482,7 @@ def compare_posterior(
     N = ensemble.n_models
     if N < 2:
         raise ValueError(f"need an ensemble of at least 2 members, got {N}")
-    xis_arr = _check_xis(np.geomspace(0.05, 5.0, 60) if xis is None else xis)
+    xis_arr = _check_xis(np.geomspace(0.01, 100.0, 81) if xis is None else xis)
     for name, v in (("sgld_steps", sgld_steps), ("sgld_thin", sgld_thin),
                     ("n_bootstrap", n_bootstrap)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
