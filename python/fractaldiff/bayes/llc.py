@@ -171,18 +171,22 @@ def setup(
         pot, w0 = make_module_potential(target, data, loss, device, func, backend=backend)
         n_data = pot.n_data
         assert n_data is not None
-        if n is None:
-            n = n_data
-        n = check_count(n, "n", func, 2)
-        if batch_size is None:
-            batch = min(DEFAULTS["batch_size"], n_data)
-        else:
-            batch = check_count(batch_size, "batch_size", func, 1)
-            if batch > n_data:
-                pot.cleanup()
-                raise ValueError(
-                    f"{func}: batch_size={batch} is larger than the data set ({n_data} samples)"
-                )
+        try:
+            n = check_count(n_data if n is None else n, "n", func, 2)
+            if batch_size is None:
+                batch = min(DEFAULTS["batch_size"], n_data)
+            else:
+                batch = check_count(batch_size, "batch_size", func, 1)
+                if batch > n_data:
+                    raise ValueError(
+                        f"{func}: batch_size={batch} is larger than the data set ({n_data} "
+                        "samples)"
+                    )
+            if nbeta is not None:
+                check_pos(nbeta, "nbeta", func)
+        except (TypeError, ValueError):
+            pot.cleanup()  # the model's train/eval mode as it was
+            raise
     elif callable(target):
         if data is None:
             raise TypeError(f"{func}: w0 (the centre w*, a flat parameter vector) is required "
