@@ -190,6 +190,7 @@ def test_loss_scale_and_nbeta_compensate(c):
 
 
 def _moons_model(bn=False, steps=300, seed=0):
+    pytest.importorskip("sklearn")  # the moons generator
     from fractaldiff.train import mlp, two_moons
 
     ds = two_moons(300, noise=0.1)
@@ -274,6 +275,7 @@ def test_mse_and_callable_loss():
 
 
 def test_diagnostics_flag_not_a_minimum():
+    pytest.importorskip("sklearn")
     from fractaldiff.train import mlp, two_moons
 
     ds = two_moons(300)
@@ -338,6 +340,7 @@ def test_bad_inputs_named():
         estimate_llc(lambda w: w**2, torch.zeros(2), n=100)
     with pytest.raises(ValueError, match="w0"):
         estimate_llc(quad, torch.tensor([0.0, float("nan")]), n=100)
+    pytest.importorskip("sklearn")
     from fractaldiff.train import two_moons
 
     ds = two_moons(100)
