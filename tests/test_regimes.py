@@ -225,3 +225,17 @@ def test_trajectory_pca_and_dimension_plots():
     assert len(chao.get_xdata()) == int(np.count_nonzero(~low & (est.values > 0)))
     assert "window" in ax.get_title()
     plt.close("all")
+
+
+def test_bound_check_warns_about_an_early_regime():
+    t, R = bent_sgd_curve()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        early = fit_displacement(t, R, window="first_regime", cov="independent")
+        late = fit_displacement(t, R, window="last_regime", cov="independent")
+    with pytest.warns(fd.WindowWarning, match="not its late regime") as record:
+        fd.check_spectral_bound(10.0, early)
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fd.check_spectral_bound(10.0, late).verdict == "holds"

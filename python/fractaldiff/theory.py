@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ._validation import check_probability, check_real
-from .fitting import DiffusionExponents
+from ._validation import check_probability, check_real, warn_at_caller
+from .fitting import DiffusionExponents, WindowWarning
 
 __all__ = [
     "VERDICTS",
@@ -118,6 +118,21 @@ def _exponents(exponents: Any, func: str) -> DiffusionExponents:
             f"named; got {type(exponents).__name__}"
         )
     return exponents
+
+
+def _warn_if_not_late(exps: DiffusionExponents, func: str) -> None:
+    """The paper's relations hold late in training: warn when the exponent was fitted on an
+    earlier regime of a curve with several."""
+    fit = exps.fit
+    if fit is None or not fit.n_regimes or fit.regime_index is None:
+        return
+    if fit.regime_index != fit.n_regimes - 1:
+        warn_at_caller(
+            f"{func}: the exponent describes {fit.regime} of the curve (t = "
+            f"{fit.window[0]:g}..{fit.window[1]:g}), not its late regime, which the paper's "
+            "relations are about; fit with window='last_regime'",
+            WindowWarning,
+        )
 
 
 def _check_confidence(confidence: Any, func: str) -> float:
@@ -302,11 +317,18 @@ def check_spectral_bound(
     Returns
     -------
     SpectralBoundCheck
+
+    Warns
+    -----
+    WindowWarning
+        When ``exponents`` were fitted on a regime other than the last of their curve
+        (the bound is a late-time statement; fit with ``window="last_regime"``).
     """
     func = "check_spectral_bound"
     level = _check_confidence(confidence, func)
     llc = _estimate(mean_llc, mean_llc_stderr, "mean_llc", func, positive=True)
     exps = _exponents(exponents, func)
+    _warn_if_not_late(exps, func)
     beta, beta_se = exps.msd_exponent, exps.msd_exponent_stderr
     d_s = spectral_dimension(llc, exps, confidence=level)
     margin_value = llc.value * (1.0 - beta)
