@@ -238,12 +238,12 @@ class PosteriorComparison:
         lines.append(f"best ξ = {self.best_xi:.3g} (min KL over {len(self.xis)} values in "
                      f"[{self.xis[0]:.3g}, {self.xis[-1]:.3g}]), m = {self.m:g}; "
                      f"{conf:.0%} bootstrap intervals over members")
-        if self.best in (0, len(self.xis) - 1) and len(self.xis) > 1:
-            lines.append("note: the best ξ is at the edge of the sweep (the KL minimum may lie "
-                         "beyond it)")
         if float(np.ptp(self.kl)) <= 1e-6 * max(1.0, float(np.min(self.kl))):
             lines.append("note: KL does not change across the ξ sweep (the tempered masses are "
                          "the same at every ξ), so ξ is not identified")
+        elif self.best in (0, len(self.xis) - 1) and len(self.xis) > 1:
+            lines.append("note: the best ξ is at the edge of the sweep (the KL minimum may lie "
+                         "beyond it)")
         def cell(v: float, c: np.ndarray) -> str:
             return f"{v:.3g} {ci(c)}"
 
