@@ -78,6 +78,9 @@ def test_print_config_resolved_round_trips(tmp_path, capsys):
     ("digits = 3\n", ["'digits'", "table"]),
     ("[llc]\nenabled = 1\n", ["'llc.enabled'", "true or false"]),
     ("this is not toml", ["not valid TOML"]),
+    ("[moons]\nn_models = 1\n", ["'moons.n_models'", ">= 2"]),
+    ("[llc]\nn_draws = 50\nn_burnin = 50\n", ["'llc.n_draws'", "larger than 'llc.n_burnin'"]),
+    ("[lm]\nd_model = 30\n", ["'lm.d_model'", "multiple of 'lm.n_heads'"]),
 ])
 def test_bad_config_names_the_key(tmp_path, capsys, text, words):
     cfg_file = write(tmp_path / "bad.toml", text)

@@ -143,6 +143,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 #: Keys that must be > 0 (numbers) or >= 1 (ints); lists: each element.
 _POSITIVE_EXCEPT = {"seed"}
 
+#: Larger lower limits of some integer keys.
+MINIMUM = {"moons.n_models": 2, "posterior.n_models": 2, "moons.n_samples": 8,
+           "posterior.n_samples": 8, "lm.seq_len": 2, "lm.n_chars": 1000,
+           "digits.steps": 20, "cnn.finetune_steps": 20, "lm.finetune_steps": 20,
+           "moons.steps": 20, "posterior.steps": 2, "llc.n_draws": 2, "llc.n_points": 1}
+
 
 def _toml() -> Any:
     if tomllib is None:  # pragma: no cover - Python < 3.11 without tomli
@@ -184,6 +190,8 @@ def _check_scalar(key: str, value: Any, ref: Any) -> Any:
                                 f"{_type_name(value)} ({value!r})")
         if key.rsplit(".", 1)[-1] not in _POSITIVE_EXCEPT and value < 1:
             raise PipelineError(f"config key {key!r} must be >= 1, got {value}")
+        if key in MINIMUM and value < MINIMUM[key]:
+            raise PipelineError(f"config key {key!r} must be >= {MINIMUM[key]}, got {value}")
         if key == "seed" and value < 0:
             raise PipelineError(f"config key 'seed' must be >= 0, got {value}")
         return value
@@ -240,7 +248,24 @@ def validate_config(cfg: Any, *, base: dict[str, Any] | None = None) -> dict[str
                 out[key][sub] = _check_value(full, v, ref[key][sub])
         else:
             out[key] = _check_value(key, value, ref[key])
+    _check_relations(out)
     return out
+
+
+def _check_relations(cfg: dict[str, Any]) -> None:
+    """Constraints between keys."""
+    pairs = [("llc.n_draws", "llc.n_burnin", "SGLD steps per chain include the burn-in"),
+             ("posterior.sgld_steps", "posterior.sgld_burnin", "the chains include the burn-in")]
+    for big, small, why in pairs:
+        a, b = (cfg[k.split(".")[0]][k.split(".")[1]] for k in (big, small))
+        if a <= b:
+            raise PipelineError(f"config key {big!r} ({a}) must be larger than {small!r} ({b}): "
+                                f"{why}")
+    if cfg["lm"]["d_model"] % cfg["lm"]["n_heads"]:
+        raise PipelineError(f"config key 'lm.d_model' ({cfg['lm']['d_model']}) must be a multiple "
+                            f"of 'lm.n_heads' ({cfg['lm']['n_heads']})")
+    if cfg["lm"]["n_chars"] < 4 * (cfg["lm"]["seq_len"] + 1):
+        raise PipelineError("config key 'lm.n_chars' must be at least 4 * (lm.seq_len + 1)")
 
 
 def _check_value(key: str, value: Any, ref: Any) -> Any:
