@@ -86,6 +86,11 @@ def render_report(out: str | os.PathLike, results: dict[str, Any] | None = None,
         import jinja2
     except ImportError:
         raise PipelineError("the report needs Jinja2: pip install 'fractaldiff[run]'") from None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PipelineError("the report needs matplotlib: pip install 'fractaldiff[run]'") \
+            from None
     figdir = out / "figures"
     if figures or not figdir.is_dir():
         from .figures import make_figures
