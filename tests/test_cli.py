@@ -97,6 +97,10 @@ def test_missing_config_file(tmp_path, capsys):
 
 
 def test_output_dir_guard(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("jinja2")
+    pytest.importorskip("matplotlib")
     out = tmp_path / "out"
     cfg = write(tmp_path / "tiny.toml", TINY)
     assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
