@@ -85,7 +85,7 @@ def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int
     healthy: list[bool] = []
     for j, i in enumerate(indices):
         set_flat_params(model, W[i])
-        _refresh_batchnorm(model, xt if xt.dtype.is_floating_point else xt)
+        _refresh_batchnorm(model, xt)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = estimate_llc(model, (x, y), loss=loss, n_chains=cfg["n_chains"],

@@ -357,11 +357,9 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
 def aggregate(cfg: dict[str, Any], units: list[dict[str, Any]],
               results: dict[str, dict[str, Any]], posterior: dict[str, Any]) -> dict[str, Any]:
     """results.json: every number, grouped by the paper's figures and tables."""
-    import fractaldiff as fd_
-
     res: dict[str, Any] = {"format": "fractaldiff-results/1", "config": cfg,
                            "config_hash": config_hash(cfg), "versions": versions(),
-                           "build_info": fd_.build_info(), "paper": PAPER,
+                           "build_info": fd.build_info(), "paper": PAPER,
                            "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     res["runs"] = {n: {k: v for k, v in r.items() if k != "traceback"}
                    for n, r in results.items()}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import analyze_trajectory, bound_and_spectral_dimension, load_trajectory
+from .analysis import analyze_trajectory, bound_and_spectral_dimension, est, load_trajectory
 from .errors import PipelineError
 from .llc import llc_over_snapshots
 
@@ -327,9 +327,3 @@ def _run_ensemble(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
     timings["analysis"] = time.perf_counter() - t0
     out["timings"] = timings
     return out
-
-
-def est(value: Any, stderr: Any = None, ci: Any = None) -> dict[str, Any]:
-    from .analysis import est as _est
-
-    return _est(value, stderr, ci)
