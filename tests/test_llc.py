@@ -369,3 +369,11 @@ def test_progress_bar_and_float32_loss_fn():
                      n_chains=2, n_draws=30, n_burnin=10, progress=True, warn=False)
     assert r.loss_trace.dtype == np.float64 and np.isfinite(r.mean)
     assert r.settings["nbeta"] == pytest.approx(500 / math.log(500))
+
+
+def test_n_threads_is_scoped():
+    before = torch.get_num_threads()
+    estimate_llc(quad, torch.zeros(2), n=100, n_threads=1, n_draws=20, n_burnin=5, warn=False)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n_threads"):
+        estimate_llc(quad, torch.zeros(2), n=100, n_threads=0)

@@ -31,6 +31,7 @@ __all__ = [
     "run_sgld",
     "sequential_program",
     "summarize",
+    "torch_threads",
     "value_and_grad_sum",
 ]
 
@@ -75,6 +76,23 @@ def check_count(value: Any, name: str, func: str, minimum: int) -> int:
     if int(value) < minimum:
         raise ValueError(f"{func}: {name} must be >= {minimum}, got {value!r}")
     return int(value)
+
+
+class torch_threads:
+    """Context manager: ``torch.set_num_threads(n)`` inside, the previous count restored after
+    (``n=None``: leave it)."""
+
+    def __init__(self, n: int | None, func: str) -> None:
+        self.n = None if n is None else check_count(n, "n_threads", func, 1)
+
+    def __enter__(self) -> None:
+        self.before = torch.get_num_threads()
+        if self.n is not None:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.n is not None:
+            torch.set_num_threads(self.before)
 
 
 def default_nbeta(n: int) -> float:

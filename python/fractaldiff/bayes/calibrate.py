@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ._engine import LLCWarning, Potential, check_pos, run_sgld, summarize
+from ._engine import LLCWarning, Potential, check_pos, run_sgld, summarize, torch_threads
 from .llc import check_common, init_losses, resolve_localization, setup
 
 __all__ = ["LLCCalibration", "calibrate_llc", "calibrate_with_potential"]
@@ -164,6 +164,7 @@ def calibrate_llc(
     seed: int | None = 0,
     device: Any = None,
     progress: bool = False,
+    n_threads: int | None = None,
 ) -> LLCCalibration:
     """Choose the SGLD step size ε for :func:`estimate_llc` by a batched sweep.
 
@@ -179,7 +180,7 @@ def calibrate_llc(
 
     Parameters
     ----------
-    model_or_loss_fn, data_or_w0, n, loss, batch_size, seed, device, progress
+    model_or_loss_fn, data_or_w0, n, loss, batch_size, seed, device, progress, n_threads
         As for :func:`estimate_llc`.
     step_sizes : sequence of float, optional
         ε values to try (default half decades 1e-7 ... 1e-2).
@@ -226,11 +227,12 @@ def calibrate_llc(
         nbs = [nb] if nbeta is None else [check_pos(v, "nbeta", func)
                                           for v in np.atleast_1d(nbeta)]
         init = float(init_losses(pot, w0[None], func)[0])
-        cal = calibrate_with_potential(
-            pot, w0, init, nbeta=nbs, localization=gms, batch=batch, seed=seed,
-            n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin, step_sizes=step_sizes,
-            acceptance_target=float(acceptance_target), rtol=rtol,
-            virial_tolerance=float(virial_tolerance), progress=progress)
+        with torch_threads(n_threads, func):
+            cal = calibrate_with_potential(
+                pot, w0, init, nbeta=nbs, localization=gms, batch=batch, seed=seed,
+                n_chains=n_chains, n_draws=n_draws, n_burnin=n_burnin, step_sizes=step_sizes,
+                acceptance_target=float(acceptance_target), rtol=rtol,
+                virial_tolerance=float(virial_tolerance), progress=progress)
     finally:
         pot.cleanup()
     if not cal.ok:

@@ -17,6 +17,7 @@ from ._engine import (
     make_module_potential,
     run_sgld,
     summarize,
+    torch_threads,
 )
 from .llc import DEFAULTS, LOCALIZATION_MODEL, LLCResult, check_common, init_losses
 
@@ -253,6 +254,7 @@ def llc_trajectory(
     batchnorm: str = "recompute",
     client: Any = None,
     backend: str = "auto",
+    n_threads: int | None = None,
     warn: bool = True,
 ) -> LLCTrajectory:
     """lambda-hat at selected snapshots of a recorded run, and lambda-bar (paper Eq. 16).
@@ -294,6 +296,8 @@ def llc_trajectory(
         over ``data``, no gradient) unless the run itself holds them (checkpoint folders);
         "model" uses the model's current statistics for every snapshot.
     client : dask.distributed.Client, optional
+    n_threads : int, optional
+        torch threads for this call (see :func:`estimate_llc`); not applied on dask workers.
     Other parameters
         As for :func:`estimate_llc`.
 
@@ -377,7 +381,9 @@ def llc_trajectory(
                     mala_every=mala_every, bn_recompute=bn_recompute, backend=backend)
     data_np = (x.cpu(), y.cpu())
     if client is None:
-        outs = run_group(work, vectors_arr, bufs if per_snapshot else None, data_np, settings)
+        with torch_threads(n_threads, func):
+            outs = run_group(work, vectors_arr, bufs if per_snapshot else None, data_np,
+                             settings)
     else:
         try:
             n_workers = max(1, len(client.scheduler_info()["workers"]))
