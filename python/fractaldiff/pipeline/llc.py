@@ -63,7 +63,7 @@ def _refresh_batchnorm(model: Any, x: Any) -> None:
 
 def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int],
                        cfg: dict[str, Any], *, seed: int, loss: str | Callable = "cross_entropy",
-                       steps: list[int] | None = None) -> dict[str, Any]:
+                       steps: list[int] | None = None, progress: bool = False) -> dict[str, Any]:
     """λ̂ at the snapshots ``indices`` and λ̄ = their mean, with a standard error.
 
     The standard error of λ̄ combines the spread of λ̂ over the snapshots (its standard error
@@ -74,7 +74,7 @@ def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int
         return {"available": False, "reason": reason}
     if bayes_status("llc_trajectory")[0]:
         return _with_llc_trajectory(model, data, W, indices, cfg, seed=seed, loss=loss,
-                                    steps=steps)
+                                    steps=steps, progress=progress)
     import torch
     from fractaldiff.bayes import estimate_llc
 
@@ -115,7 +115,7 @@ def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int
 
 def _with_llc_trajectory(model: Any, data: tuple, W: np.ndarray, indices: list[int],
                          cfg: dict[str, Any], *, seed: int, loss: Any,
-                         steps: list[int] | None) -> dict[str, Any]:
+                         steps: list[int] | None, progress: bool = False) -> dict[str, Any]:
     """λ̄ through :func:`fractaldiff.bayes.llc_trajectory` (its exclusion rule, time weights
     of Eq. 16, BatchNorm statistics recomputed per snapshot)."""
     from fractaldiff.bayes import llc_trajectory
@@ -128,7 +128,7 @@ def _with_llc_trajectory(model: Any, data: tuple, W: np.ndarray, indices: list[i
                             n_burnin=cfg["n_burnin"], step_size=cfg["step_size"],
                             localization=cfg["localization"],
                             batch_size=min(cfg["batch_size"], len(x)), seed=seed,
-                            progress=False, weights="time", batchnorm="recompute")
+                            progress=progress, weights="time", batchnorm="recompute")
     notes: list[str] = []
     for w in caught:
         if str(w.message) not in notes:

@@ -209,7 +209,9 @@ def run_units(units: list[dict[str, Any]], cache: Path, jobs: int,
     if jobs <= 1 or len(todo) <= 1:
         for u in todo:
             bar.set_postfix_str(u["name"])
-            results[u["name"]] = _run_unit_safe(u, str(cache / u["key"]))
+            # inline: the unit may show its own progress bars (not from parallel workers)
+            results[u["name"]] = _run_unit_safe(dict(u, progress=progress),
+                                                str(cache / u["key"]))
             bar.update(1)
     else:
         import multiprocessing as mp

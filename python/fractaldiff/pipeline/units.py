@@ -157,7 +157,8 @@ def _run_single(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
             if spec["kind"] == "lm":
                 h = train_lm(model, data, optimizer=ph["optimizer"], lr=ph["lr"],
                              batch_size=ph["batch_size"], steps=ph["steps"],
-                             seed=spec["seed"] + 1000 * k, recorder=rec)
+                             seed=spec["seed"] + 1000 * k, recorder=rec,
+                             progress=bool(spec.get("progress")))
                 summary = {"final_loss": float(np.mean(h.loss[-20:])), "test_loss": h.test_loss,
                            "test_accuracy": h.test_accuracy, "stopped": h.stopped}
             else:
@@ -212,7 +213,8 @@ def _run_single(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
             loss = "cross_entropy"
         try:
             res["llc"] = llc_over_snapshots(model, xy, traj["W"], idx, lcfg, seed=spec["seed"],
-                                            loss=loss, steps=[int(s) for s in traj["steps"]])
+                                            loss=loss, steps=[int(s) for s in traj["steps"]],
+                                            progress=bool(spec.get("progress")))
         except (ValueError, TypeError, RuntimeError) as exc:
             res["llc"] = {"available": False, "reason": f"LLC estimation failed: {exc}"}
     timings["llc"] = time.perf_counter() - t0
@@ -251,7 +253,8 @@ def _run_ensemble(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
 
         er = train_ensemble(model_fn, data, n_models, lr=ph["lr"], batch_size=ph["batch_size"],
                             steps=ph["steps"], optimizer=ph["optimizer"], seeds=seeds,
-                            device="cpu", displacement_points=spec["n_points"])
+                            device="cpu", displacement_points=spec["n_points"],
+                            progress=bool(spec.get("progress")))
         steps = np.asarray(er.displacement_steps, dtype=np.float64)
         R = np.asarray(er.displacement, dtype=np.float64)
         acc = (np.asarray(er.test_accuracy, dtype=np.float64) if er.test_accuracy is not None

@@ -160,7 +160,8 @@ def _lm_eval(model: Any, x: Any, y: Any, chunk: int = 256) -> tuple[float, float
 
 
 def train_lm(model: Any, corpus: TextCorpus, *, optimizer: str = "adam", lr: float,
-             batch_size: int, steps: int, seed: int = 0, recorder: Any = None) -> LMHistory:
+             batch_size: int, steps: int, seed: int = 0, recorder: Any = None,
+             progress: bool = False) -> LMHistory:
     """Train a next-character model (``model(x) -> logits (batch, seq, vocab)``), CPU.
 
     Batches are drawn without replacement, reshuffled every epoch by a generator seeded with
@@ -185,6 +186,11 @@ def train_lm(model: Any, corpus: TextCorpus, *, optimizer: str = "adam", lr: flo
     model.train()
     order = torch.randperm(n, generator=gen)
     pos = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=f"LM {optimizer}", unit="step", leave=False)
     while hist.steps < steps:
         if pos + batch_size > n:
             order = torch.randperm(n, generator=gen)
@@ -199,11 +205,15 @@ def train_lm(model: Any, corpus: TextCorpus, *, optimizer: str = "adam", lr: flo
         hist.steps += 1
         value = float(loss.detach())
         hist.loss.append(value)
+        if bar is not None:
+            bar.update(1)
         if recorder is not None:
             recorder.step(loss=value, lr=lr, batch_size=batch_size)
         if not math.isfinite(value):
             hist.stopped = f"non-finite loss at step {hist.steps}"
             break
+    if bar is not None:
+        bar.close()
     if recorder is not None:
         recorder.flush()
     hist.test_loss, hist.test_accuracy = _lm_eval(model, torch.as_tensor(corpus.x_test),
