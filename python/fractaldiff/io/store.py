@@ -11,6 +11,7 @@ proves) and why it is not zarr are in docs/store.md; :mod:`.format`, :mod:`.reco
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import sys
 import tempfile
@@ -188,14 +189,20 @@ def open_store(
     return SnapshotStore(path, mode=mode, recover=recover, durable=durable)
 
 
-def _flock(fd: int, op: int) -> bool:
-    """flock without waiting; False when another holder conflicts."""
+def _flock(fd: int, op: int) -> bool | None:
+    """flock without waiting: True when taken, False when another holder conflicts, None when
+    the file system cannot lock this descriptor (e.g. a directory on NFS)."""
     if fcntl is None:  # pragma: no cover - Windows
-        return True
+        return None
     try:
         fcntl.flock(fd, op | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP,
+                         errno.ENOSYS):
+            return None
+        raise
     return True
 
 
@@ -399,15 +406,16 @@ class SnapshotStore:
     def _lock_writer(self) -> None:
         """The writer lock: an exclusive flock on the store's directory itself (deleting or
         replacing a file cannot bypass it), and on writer.lock for older fractaldiff writers."""
-        if not _flock(self._dir_fd, fcntl.LOCK_EX if fcntl else 0):
+        if _flock(self._dir_fd, fcntl.LOCK_EX if fcntl else 0) is False:
             raise StoreLockedError(
                 f"snapshot store {self.path} is already open for appending by another writer; "
                 f"open it with mode='r' to read"
             )
+        # (where a directory cannot be locked, e.g. on NFS, writer.lock alone guards)
         self._lock_fds.append(self._dir_fd)
         fd = open_member(self._dir_fd, LOCK_FILE, os.O_RDWR, self._member(LOCK_FILE), create=True)
         self._lock_fds.append(fd)
-        if not _flock(fd, fcntl.LOCK_EX if fcntl else 0):
+        if _flock(fd, fcntl.LOCK_EX if fcntl else 0) is False:
             raise StoreLockedError(
                 f"snapshot store {self.path} is already open for appending by another writer "
                 f"(it holds {self.path / LOCK_FILE}); open it with mode='r' to read"
@@ -419,7 +427,7 @@ class SnapshotStore:
         if fcntl is None:  # pragma: no cover
             return
         deadline = time.monotonic() + _READER_WAIT
-        while not _flock(fd, fcntl.LOCK_SH):
+        while _flock(fd, fcntl.LOCK_SH) is False:
             if time.monotonic() > deadline:
                 raise StoreLockedError(
                     f"snapshot store {self.path} is being recovered by a writer (it holds "
@@ -485,7 +493,8 @@ class SnapshotStore:
             ("meta", meta_end),
         )
         exclusive = n < n_records and fcntl is not None
-        if exclusive and not _flock(self._fds["data"], fcntl.LOCK_EX):
+        locked = _flock(self._fds["data"], fcntl.LOCK_EX) if exclusive else None
+        if locked is False:
             raise StoreLockedError(
                 f"snapshot store {self.path}: recovery would cut committed snapshots "
                 f"{n}..{n_records - 1}, but other processes have the store open for reading (or "
@@ -499,7 +508,7 @@ class SnapshotStore:
                     os.ftruncate(fd, size)
                     _fdatasync(fd)
         finally:
-            if exclusive:
+            if locked:
                 fcntl.flock(self._fds["data"], fcntl.LOCK_UN)
         self._allocated = n * self._row_bytes
         self._last_step = self._step_of(n - 1) if n else None
