@@ -758,7 +758,7 @@ def summarize(
                    first, second, pval, vir)
 
 
-def emit(msgs: list[str], prefix: str = "") -> None:
+def emit(msgs: list[str], prefix: str = "", stacklevel: int = 3) -> None:
     """Warn with :class:`LLCWarning`, one warning per message."""
     for m in msgs:
-        warnings.warn(prefix + m, LLCWarning, stacklevel=3)
+        warnings.warn(prefix + m, LLCWarning, stacklevel=stacklevel)

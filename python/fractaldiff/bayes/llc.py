@@ -404,8 +404,12 @@ def _estimate_llc(
                        chi2_pvalue=s.chi2_pvalue, virial=s.virial, seconds=run.seconds)
     if calibration is not None:
         diagnostics["calibration"] = calibration
+        if not calibration.ok:
+            s.warnings.insert(0, f"step_size='auto': no step size was stable in the "
+                                 f"calibration; using {eps:.3g} (see "
+                                 "diagnostics['calibration'])")
     result = LLCResult(s.mean, s.stderr, s.per_chain, s.per_chain_stderr, run.trace, init,
                        run.acceptance, settings, diagnostics)
     if warn:
-        emit(s.warnings, "estimate_llc: ")
+        emit(s.warnings, "estimate_llc: ", stacklevel=4)
     return result
