@@ -31,10 +31,14 @@ from ._arrays import (
     index_int,
     pread_all,
     pread_into,
+    pwrite_all,
+    split_key,
 )
 from .format import (
     COMMIT_FILE,
     DATA_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
     LOCK_FILE,
     MANIFEST_FILE,
     MAX_MANIFEST_BYTES,
@@ -725,8 +729,6 @@ class SnapshotStore:
 
     def __getitem__(self, key: Any) -> Any:
         self._check_open()
-        from ._arrays import split_key
-
         rkey, ckey = split_key(key)
         result = self._take(rkey, ckey)
         if isinstance(result, np.ndarray):
@@ -1177,9 +1179,7 @@ class SnapshotStore:
             meta[key] = load_json(dump_json_value(value, f"meta {key}", allow_nan=False),
                                   f"meta {key}", TypeError)
         manifest["meta"] = meta
-        if manifest.get("format_version", 1) < 2:
-            from .format import FORMAT_VERSION
-
+        if manifest.get("format_version", 1) < FORMAT_VERSION:
             manifest["format_version"] = FORMAT_VERSION  # it gains a checksum
         _write_manifest(self._dir_fd, self.path / MANIFEST_FILE, manifest)
         self._manifest = manifest
@@ -1250,8 +1250,6 @@ class SnapshotStore:
             raise ImportError(
                 "SnapshotStore.to_zarr needs the optional package zarr (>= 3): pip install zarr"
             ) from None
-        from .format import FORMAT_NAME
-
         chunk_bytes = index_int(chunk_bytes, "chunk_bytes")
         if chunk_bytes < 1:
             raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
@@ -1453,8 +1451,6 @@ def _write_manifest(dir_fd: int, where: Path, manifest: dict[str, Any]) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
     try:
         try:
-            from ._arrays import pwrite_all
-
             pwrite_all(fd, text, 0)
             os.fsync(fd)
         finally:
