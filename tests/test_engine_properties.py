@@ -241,3 +241,27 @@ def test_progress_false_shows_no_bar(capsys):
     X = np.random.default_rng(0).standard_normal((40, 3))
     fd.msd(X, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_many_grids_take_more_passes_within_memory_limit():
+    # the id sums of the grids folded together stay within memory_limit / 4: here 2 grids per
+    # pass (T * n_scales * 16 bytes each), and the counts are those of one pass over all grids
+    X = np.cumsum(np.random.default_rng(4).standard_normal((4096, 20)), axis=0)
+    limit = 2**20
+    per_grid = 4096 * 16 * 16
+    assert limit // 4 < per_grid  # one grid per pass
+    reads = []
+
+    class Counting(Lazy):
+        def __getitem__(self, key):
+            reads.append(key)
+            return super().__getitem__(key)
+
+    kw = dict(eps0=0.5, n_scales=16, seed=5)
+    fd.box_counts(Counting(X), memory_limit=limit, n_grids=1, **kw)
+    one_pass = len(reads)
+    reads.clear()
+    few = fd.box_counts(Counting(X), memory_limit=limit, n_grids=3, **kw)
+    assert len(reads) == 3 * one_pass
+    many = fd.box_counts(X, memory_limit=2**30, n_grids=3, **kw)
+    np.testing.assert_array_equal(few[1], many[1])

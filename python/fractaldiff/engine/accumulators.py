@@ -324,7 +324,7 @@ class BoxIdsAccumulator(Accumulator):
 
     Column d of grid g is quantized with the origin ``min_d - u_d``, u_d the random offset of
     :func:`grid_offsets`. All grids are folded from the same block, so one pass over the data
-    serves every grid.
+    serves every grid (the grids ``first_grid .. first_grid + n_grids - 1`` of ``seed``).
 
     Parameters
     ----------
@@ -342,12 +342,12 @@ class BoxIdsAccumulator(Accumulator):
     column_positions = True
 
     def __init__(self, n_rows: int, n_scales: int, eps0: float, *, n_grids: int = 1,
-                 seed: int = 0, mins: np.ndarray | None = None) -> None:
+                 seed: int = 0, mins: np.ndarray | None = None, first_grid: int = 0) -> None:
         self.n_rows, self.n_scales, self.n_grids = int(n_rows), int(n_scales), int(n_grids)
-        self.eps0, self.seed = float(eps0), int(seed)
+        self.eps0, self.seed, self.first_grid = float(eps0), int(seed), int(first_grid)
         self.coarsest = self.eps0 * 2.0 ** (self.n_scales - 1)
         self.mins = mins
-        self.key_seeds = [key_seed(self.seed, g) for g in range(self.n_grids)]
+        self.key_seeds = [key_seed(self.seed, self.first_grid + g) for g in range(self.n_grids)]
         self.ids = np.zeros((self.n_grids, self.n_rows, self.n_scales, 2), dtype=np.uint64)
         self.n_cols = 0
 
@@ -355,16 +355,17 @@ class BoxIdsAccumulator(Accumulator):
         return (self.ids,)
 
     def config(self):
-        return (self.n_rows, self.n_scales, self.eps0, self.n_grids, self.seed)
+        return (self.n_rows, self.n_scales, self.eps0, self.n_grids, self.seed, self.first_grid)
 
     def empty(self) -> BoxIdsAccumulator:
         return BoxIdsAccumulator(self.n_rows, self.n_scales, self.eps0, n_grids=self.n_grids,
-                                 seed=self.seed, mins=self.mins)
+                                 seed=self.seed, mins=self.mins, first_grid=self.first_grid)
 
     def origins(self, grid: int, start: int, mins: np.ndarray) -> np.ndarray:
-        """Float64 origins of grid ``grid`` for the columns ``start:start+len(mins)``."""
+        """Float64 origins of this accumulator's grid number ``grid`` (grid ``first_grid +
+        grid`` of the seed) for the columns ``start:start+len(mins)``."""
         cols = np.arange(start, start + mins.size, dtype=np.int64)
-        return mins - grid_offsets(cols, self.coarsest, self.seed, grid)
+        return mins - grid_offsets(cols, self.coarsest, self.seed, self.first_grid + grid)
 
     def _block_mins(self, block: np.ndarray, start: int, n_threads: int) -> tuple[int, Any]:
         b = block.shape[1]

@@ -90,19 +90,34 @@ def _box_counts_per_grid(X: Any, *, eps0: Any, n_scales: Any, n_grids: Any, seed
         X, _, _, mins, maxs, _, _ = column_ranges(X, options)
         eps0, n_scales = _default_scales(mins, maxs, eps0, n_scales)
 
-    def make(t):
-        return BoxIdsAccumulator(t, n_scales, eps0, n_grids=n_grids, seed=seed, mins=mins)
+    # the id sums of all grids folded in one pass stay within a quarter of memory_limit; more
+    # grids than that take more passes
+    from ..engine.gpu import is_device_array
+    from ..engine.sources import as_source, is_dask_array
 
-    res = run(X, make, options, min_rows=1, what="box counting", groups=groups)
+    if not (is_device_array(X) or is_dask_array(X)):
+        X = as_source(X, "X")
+    per_grid = max(1, int(X.shape[0]) * n_scales * 16)
+    batch = max(1, min(n_grids, options.memory_limit // 4 // per_grid))
     eps = eps0 * 2.0 ** np.arange(n_scales)
+    parts: list[Any] = []
+    for first in range(0, n_grids, batch):
 
-    def finish(acc):
-        counts, rare = acc.finish()
-        return eps, counts, rare, acc.n_rows
+        def make(t, first=first):
+            return BoxIdsAccumulator(t, n_scales, eps0, n_grids=min(batch, n_grids - first),
+                                     seed=seed, mins=mins, first_grid=first)
 
-    if isinstance(res, dict):
-        return {name: finish(acc) for name, acc in res.items()}
-    return finish(res)
+        res = run(X, make, options, min_rows=1, what="box counting", groups=groups)
+        parts.append(res if isinstance(res, dict) else {None: res})
+
+    def finish(accs):
+        counted = [acc.finish() for acc in accs]
+        counts = np.concatenate([c for c, _ in counted])
+        rare = np.concatenate([r for _, r in counted])
+        return eps, counts, rare, accs[0].n_rows
+
+    out = {name: finish([p[name] for p in parts]) for name in parts[0]}
+    return out[None] if None in out else out
 
 
 @shared_docs
