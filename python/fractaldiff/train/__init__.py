@@ -7,7 +7,7 @@
 * :mod:`~fractaldiff.train.data` — two moons, 8x8 digits, MNIST from local IDX files (all
   offline); :func:`mlp` — ReLU + BatchNorm MLPs.
 * :func:`sweep` — learning-rate x batch-size grids and seed ensembles in worker processes.
-* :mod:`~fractaldiff.train.online` — multiple-tau MSD, running R(t), box ids (numpy only).
+* :mod:`~fractaldiff.train.online` — multiple-tau MSD, running R(t), box ids (no torch).
 
 torch is needed for everything but :mod:`fractaldiff.train.online` (and scikit-learn for the
 moons and digits data sets); names are imported on first use, so
