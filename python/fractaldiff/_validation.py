@@ -31,6 +31,8 @@ __all__ = [
     "check_number",
     "check_open_fraction",
     "check_progress",
+    "check_real_dtype",
+    "check_snapshot_ndim",
     "check_int_range",
     "check_positive",
     "check_probability",
@@ -426,3 +428,24 @@ def as_float_vector(x: Any, n_params: int, name: str = "x") -> np.ndarray:
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must hold floating-point values, got dtype {arr.dtype}")
     return arr
+
+
+def check_real_dtype(dtype: np.dtype, name: str) -> None:
+    """Snapshots must hold real numbers (float, int, unsigned, bool)."""
+    kind = dtype.kind
+    if kind == "c":
+        raise TypeError(
+            f"{name} must hold real numbers, got complex dtype {dtype} (pass {name}.real or a "
+            f"stacked real view)"
+        )
+    if kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+
+
+def check_snapshot_ndim(ndim: int, shape: tuple, name: str) -> None:
+    """A snapshot matrix is 1-D (T,) or 2-D (T, D)."""
+    if ndim not in (1, 2):
+        raise ValueError(
+            f"{name} must be 1-D (T,) or 2-D (T, D) snapshots x parameters, got a {ndim}-D "
+            f"array of shape {tuple(shape)}"
+        )

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import DEFAULT_MEMORY_LIMIT
+from .._validation import DEFAULT_MEMORY_LIMIT, check_real_dtype, check_snapshot_ndim
 
 __all__ = [
     "ArraySource",
@@ -80,25 +80,6 @@ def to_kernel_dtype(block: np.ndarray) -> np.ndarray:
     kind, size = block.dtype.kind, block.dtype.itemsize
     target = np.float32 if (kind == "f" and size <= 4) else np.float64
     return np.ascontiguousarray(block, dtype=target)
-
-
-def _check_dtype(dtype: np.dtype, name: str) -> None:
-    kind = dtype.kind
-    if kind == "c":
-        raise TypeError(
-            f"{name} has complex dtype {dtype}; snapshots must be real (pass {name}.real or "
-            f"a stacked real view)"
-        )
-    if kind not in "fiub":
-        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
-
-
-def _check_ndim(ndim: int, shape: tuple, name: str) -> None:
-    if ndim not in (1, 2):
-        raise ValueError(
-            f"{name} must be 1-D (T,) or 2-D (T, D) snapshots x parameters; got a {ndim}-D "
-            f"array of shape {tuple(shape)}"
-        )
 
 
 class Source:
@@ -211,9 +192,9 @@ class ArraySource(Source):
                     raise TypeError(
                         f"{name} could not be converted to a numeric array: {exc}"
                     ) from exc
-            _check_dtype(data.dtype, name)
+            check_real_dtype(data.dtype, name)
         ndim = data.dim() if self._torch else data.ndim
-        _check_ndim(ndim, tuple(data.shape), name)
+        check_snapshot_ndim(ndim, tuple(data.shape), name)
         if ndim == 1:
             data = data.unsqueeze(1) if self._torch else data.reshape(-1, 1)
         self._data = data
@@ -243,11 +224,11 @@ class SlicedSource(Source):
         self.name = name
         self._obj = obj
         shape = tuple(int(s) for s in obj.shape)
-        _check_ndim(len(shape), shape, name)
+        check_snapshot_ndim(len(shape), shape, name)
         self._one_d = len(shape) == 1
         self.shape = (shape[0], 1) if self._one_d else (shape[0], shape[1])
         self.dtype = np.dtype(obj.dtype)
-        _check_dtype(self.dtype, name)
+        check_real_dtype(self.dtype, name)
         self.layout = layout if layout is not None else _layout_of(obj)
 
     def read_block(self, start: int, stop: int) -> np.ndarray:
