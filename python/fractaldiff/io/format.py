@@ -151,11 +151,16 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
+#: Compact encoders made once (json.dumps with options builds a new encoder per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+_ENCODER_NO_NAN = json.JSONEncoder(separators=(",", ":"), default=_json_default, allow_nan=False)
+
+
 def dump_json_value(value: Any, name: str, allow_nan: bool = True) -> str:
     """Compact JSON text of ``value`` (numpy and torch values converted), or TypeError naming
     ``name``; nesting is bounded by :data:`MAX_JSON_DEPTH` so that what is written reads back."""
     try:
-        text = json.dumps(value, default=_json_default, allow_nan=allow_nan, separators=(",", ":"))
+        text = (_ENCODER if allow_nan else _ENCODER_NO_NAN).encode(value)
     except RecursionError:
         raise TypeError(
             f"{name} is nested too deeply to store (more than {MAX_JSON_DEPTH} levels)"
@@ -166,7 +171,11 @@ def dump_json_value(value: Any, name: str, allow_nan: bool = True) -> str:
             f"{name} must be JSON-serializable (numbers, strings, bools, None, lists, dicts, "
             f"numpy scalars/arrays){extra}: {exc}"
         ) from None
-    if text[:1] in "[{" and _depth_exceeds(json.loads(text), MAX_JSON_DEPTH - 1):
+    # (fewer brackets than the limit cannot nest deeper: the common case costs two counts)
+    if (
+        text.count("[") + text.count("{") >= MAX_JSON_DEPTH
+        and _depth_exceeds(json.loads(text), MAX_JSON_DEPTH - 1)
+    ):
         raise TypeError(f"{name} is nested too deeply to store (more than {MAX_JSON_DEPTH} levels)")
     return text
 
