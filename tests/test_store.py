@@ -501,7 +501,7 @@ def test_verify_detects_flipped_bits(tmp_path, rows):
             s.verify()
 
 
-# --- damage (see also test_store_crash.py for torn tails) ---------------------------------------
+# --- damage (see also tests/faults/ for torn tails, hostile files, recovery) ------------------
 
 
 def test_truncated_data_file(tmp_path, rows):
