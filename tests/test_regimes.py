@@ -239,3 +239,13 @@ def test_bound_check_warns_about_an_early_regime():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert fd.check_spectral_bound(10.0, late).verdict == "holds"
+
+
+def test_fit_msd_refuses_log_spaced_snapshots():
+    steps = np.unique(np.geomspace(1, 3000, 200).astype(int))
+    m = np.arange(1.0, 100.0)
+    with pytest.raises(ValueError, match="not evenly spaced.*fit_displacement"):
+        fit_msd(np.arange(1, 100.0), m, snapshot_steps=steps)
+    ex = fit_msd(10.0 * np.arange(1, 100), m, snapshot_steps=10 * np.arange(1000),
+                 effective_dims=4, window=None)
+    assert ex.fit.stderr_source == "fbm"  # spacing 10 and n_snapshots 1000 taken from the steps

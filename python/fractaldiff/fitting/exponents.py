@@ -2186,7 +2186,8 @@ def _stderr_number(value: Any, name: str, func: str) -> float:
     return number
 
 
-def fit_msd(lags: Any, msd: Any, **options: Any) -> DiffusionExponents:
+def fit_msd(lags: Any, msd: Any, *, snapshot_steps: Any = None,
+            **options: Any) -> DiffusionExponents:
     """Fit msd(tau) ~ tau^beta and return all three named exponents.
 
     Parameters
@@ -2197,6 +2198,11 @@ def fit_msd(lags: Any, msd: Any, **options: Any) -> DiffusionExponents:
     msd : array_like, shape (N,) or (n_rows, N)
         Time-averaged MSD (squared parameter units), or one row per parameter
         block or seed.
+    snapshot_steps : array_like, optional
+        The training steps of the snapshots behind the MSD (e.g. ``store.steps``). They
+        must be evenly spaced (a log-spaced store has no meaningful MSD lag: ValueError,
+        which points to :func:`fit_displacement`); they set ``snapshot_spacing`` and
+        ``n_snapshots`` unless those are given.
     **options
         Passed to :func:`fit_exponent` (``window``, ``method``, ``cov``,
         ``n_snapshots``, ``effective_dims``, ...).
@@ -2208,6 +2214,23 @@ def fit_msd(lags: Any, msd: Any, **options: Any) -> DiffusionExponents:
     """
     if "curve" in options:
         raise TypeError("fit_msd: curve is fixed to 'msd'; use fit_exponent for other curves")
+    if snapshot_steps is not None:
+        steps = as_real_array(snapshot_steps, "snapshot_steps", "fit_msd")
+        require_finite(steps, "snapshot_steps", "fit_msd")
+        if steps.ndim != 1 or steps.size < 2:
+            raise ValueError("fit_msd: snapshot_steps must be 1-D with at least 2 entries, got "
+                             f"shape {steps.shape}")
+        gaps = np.diff(steps)
+        if np.any(gaps <= 0) or not np.allclose(gaps, gaps[0], rtol=1e-9, atol=0.0):
+            raise ValueError(
+                "fit_msd: the snapshots are not evenly spaced in steps (gaps from "
+                f"{gaps.min():g} to {gaps.max():g}): a time-averaged MSD over lags counted in "
+                "snapshots then mixes different time lags. Fit R(t) at the recorded steps "
+                "instead: fit_displacement(steps[1:] - steps[0], R[1:]) (its fBm covariance "
+                "uses the actual times), or record at a fixed interval"
+            )
+        options.setdefault("snapshot_spacing", float(gaps[0]))
+        options.setdefault("n_snapshots", int(steps.size))
     fit = fit_exponent(lags, msd, curve="msd", **options)
     return DiffusionExponents(
         msd_exponent=fit.exponent,
