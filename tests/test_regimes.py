@@ -212,6 +212,9 @@ def test_trajectory_pca_and_dimension_plots():
     import matplotlib.pyplot as plt
 
     X = np.cumsum(np.random.default_rng(0).standard_normal((200, 30)), axis=0)
+    t = np.arange(1.0, 500.0)
+    ax = fd.local_slope(t, t**0.5, curve="displacement").plot()
+    assert ax.get_ylabel().startswith("local slope d log R") and ax.lines[-1].get_ydata()[0] == 0.5
     ax = fd.trajectory_pca(X, 3).plot(components=(0, 2))
     assert ax.get_xlabel().startswith("PC1") and ax.get_ylabel().startswith("PC3")
     rng = np.random.default_rng(1)

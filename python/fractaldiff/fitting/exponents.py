@@ -1048,6 +1048,7 @@ class LocalSlope:
     slope: np.ndarray
     stderr: np.ndarray | None
     bandwidth: float
+    curve: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -1056,14 +1057,15 @@ class LocalSlope:
             f"bandwidth={self.bandwidth:g} decades)"
         )
 
-    def plot(self, ax=None, *, reference: tuple[float, ...] = (1.0,)):
+    def plot(self, ax=None, *, reference: tuple[float, ...] | None = None):
         """Local slope against t (log x axis), with a band of ±2 stderr when known.
 
         Parameters
         ----------
         ax : matplotlib Axes, optional
-        reference : tuple of float, default (1.0,)
-            Horizontal reference lines (1 = Brownian for an MSD).
+        reference : tuple of float, optional
+            Horizontal reference lines. Default: the Brownian slope, 1 for an MSD (and for
+            an unknown curve), 1/2 for R(t).
 
         Returns
         -------
@@ -1080,11 +1082,21 @@ class LocalSlope:
                 alpha=0.25,
                 label="±2 stderr",
             )
+        if reference is None:
+            reference = (0.5,) if self.curve == "displacement" else (1.0,)
         for level in reference:
-            ax.axhline(level, color="0.5", ls=":", lw=1)
+            ax.axhline(level, color="0.5", ls=":", lw=1, label=f"Brownian ({level:g})"
+                       if self.curve is not None else None)
         ax.set_xscale("log")
-        ax.set_xlabel("t")
-        ax.set_ylabel("d log y / d log t")
+        if self.curve == "displacement":
+            ax.set_xlabel("t since the reference snapshot (steps)")
+            ax.set_ylabel("local slope d log R / d log t")
+        elif self.curve == "msd":
+            ax.set_xlabel("lag τ (steps)")
+            ax.set_ylabel("local slope d log MSD / d log τ")
+        else:
+            ax.set_xlabel("t")
+            ax.set_ylabel("d log y / d log t")
         ax.legend()
         return ax
 
@@ -1931,6 +1943,7 @@ def local_slope(
     points_per_decade: float = 20,
     cov: Any = None,
     combine_rows: str = "mean",
+    curve: str | None = None,
 ) -> LocalSlope:
     """Smoothed local exponent d log y / d log t, for plots and for spotting regimes.
 
@@ -1955,6 +1968,8 @@ def local_slope(
     cov : None, "independent" or array_like (N, N)
         Covariance of a 1-D ``y`` (gives ``stderr``).
     combine_rows : {"mean", "sum"}, default "mean"
+    curve : {"msd", "displacement"}, optional
+        What y is; labels the plot and sets its Brownian reference (1 or 1/2).
 
     Returns
     -------
@@ -2005,7 +2020,9 @@ def local_slope(
             else:
                 var = np.einsum("ij,jk,ik->i", coeff, noise.relative_cov, coeff) / _LN10**2
             stderr[start:stop] = np.sqrt(np.maximum(var, 0.0))
-    return LocalSlope(t=t_eval, slope=slopes, stderr=stderr, bandwidth=h)
+    if curve is not None and curve not in _CURVES:
+        raise ValueError(f"{func}: curve must be None or one of {_CURVES}, got {curve!r}")
+    return LocalSlope(t=t_eval, slope=slopes, stderr=stderr, bandwidth=h, curve=curve)
 
 
 # --------------------------------------------------------------------------- named exponents
