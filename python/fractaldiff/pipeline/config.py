@@ -111,7 +111,7 @@ lr = 0.05
 batch_size = 32
 steps = 1500
 # coarse-graining scales xi swept (Fig. 3)
-xis = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0]
+xis = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0]
 llc_members = 4        # members per cluster where lambda-hat is estimated
 sgld_steps = 1000      # posterior SGLD chains (one per member): steps, burn-in
 sgld_burnin = 500
