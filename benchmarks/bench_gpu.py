@@ -1,4 +1,4 @@
-"""GPU benchmark (issue 7's performance contract), ratios measured in one run on one card.
+"""GPU benchmark (targets), ratios measured in one run on one card.
 
 1. Ceilings of this card: a large device-to-device copy (bytes read + written per second) and a
    host-to-device copy from pinned memory.

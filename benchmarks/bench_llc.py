@@ -6,7 +6,7 @@ as one vmapped computation. Also: the time per chain-step against one plain forw
 the model on one batch (the floor a per-chain implementation cannot beat), and the memory per
 chain (peak RSS growth per extra chain, from child processes).
 
-Workloads (issue 12):
+Workloads:
 * digits MLP: fractaldiff.train.mlp(64, 10, width=128) with BatchNorm (26 634 parameters),
   8 chains x 200 draws, batch 64, ε = 1e-4, γ = 100, nβ = n / log n (n = 1437);
 * two-moons MLP: mlp(2, 2, width=32) (1 286 parameters), same sampler settings (n = 800).

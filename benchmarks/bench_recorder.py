@@ -6,7 +6,7 @@ recorder snapshotting every step, and every 10 steps are interleaved in random o
 machine is shared and noisy); one recorder per condition is created before the timed blocks
 and kept open (as in a training run), and each block's time includes waiting for it to finish
 writing (``flush``). The overhead is (median block time with) / (median block time without) - 1.
-Targets (issue 6): <= 10 % every step, <= 2 % every 10 steps. Correctness is asserted: the
+Targets: <= 10 % every step, <= 2 % every 10 steps. Correctness is asserted: the
 stores hold the steps and parameters they should. A fourth kind of block, "raw write", only
 writes the parameters' bytes into a fresh preallocated file with one os.pwritev per step: the
 floor for any recorder that keeps every float32 snapshot on disk (in the page cache).

@@ -1,4 +1,4 @@
-"""Accuracy of the fractal dimensions on sets of known dimension (issue 4), one table.
+"""Accuracy of the fractal dimensions on sets of known dimension, one table.
 
 Every set is embedded in R^D by a random orthonormal map (tests/fractal_sets.py). Box
 counting: 50 000 points, 4 grids, default options (Chao1 estimate, automatic window);

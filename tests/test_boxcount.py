@@ -107,7 +107,7 @@ def test_permutation_of_coordinates(X, rnd):
 
 
 def test_random_offsets_restore_power_law_in_high_d(rng):
-    # the observation: a rotated segment in D = 2000 spans ~1/sqrt(D) of its length
+    # a rotated segment in D = 2000 spans ~1/sqrt(D) of its length
     # per axis; anchored at each coordinate's minimum, N(eps) jumps from 1 to ~T in an octave
     t, d = 8000, 2000
     u = rng.uniform(size=(t, 1))
@@ -253,3 +253,11 @@ def test_manual_window_and_plot(rng, tmp_path):
     ax.figure.savefig(tmp_path / "box.png")
     assert (tmp_path / "box.png").stat().st_size > 0
     assert "box counting" in repr(est)
+
+
+def test_n_grids_is_bounded():
+    X = np.random.default_rng(0).standard_normal((32, 4))
+    with pytest.raises(ValueError, match="n_grids must be <= 1024"):
+        fd.box_counts(X, n_grids=10**30)
+    with pytest.raises(ValueError, match="n_grids must be <= 1024"):
+        fd.box_counting_dimension(X, n_grids=1025)

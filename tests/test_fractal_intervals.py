@@ -1,5 +1,5 @@
-"""Intervals of the fractal dimensions that respect the dependence of pairs (issue 16) and the
-bounded / validated options of issue 15."""
+"""Intervals of the fractal dimensions that respect the dependence of pairs, and the bounded,
+validated options of the dimension estimators."""
 
 from __future__ import annotations
 

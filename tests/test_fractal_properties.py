@@ -1,7 +1,7 @@
 """Validation on sets of known dimension, embedded in high D by a random orthonormal map.
 
-Measured values (seeded, this file's sizes) are listed next to each case; the contracts of
-issue 4 are +-0.1 for the correlation dimension (4096 points, dimension <= 2) and +-0.15 for box
+Measured values (seeded, this file's sizes) are listed next to each case; the targets
+are +-0.1 for the correlation dimension (4096 points, dimension <= 2) and +-0.15 for box
 counting (50 000 points). Where box counting misses that (Brownian trace in D = 64, filled
 3-cube), the test checks the documented low bias and that the reported standard error is of
 the size of the error.
@@ -106,7 +106,7 @@ def test_box_counting_dimension_of_known_sets(name):
     ],
 )
 def test_box_counting_known_misses_are_low_and_flagged(name, make, true, low):
-    # KNOWN MISSES of the issue's +-0.15 with 50 000 points: the Brownian trace (coarse scales
+    # KNOWN MISSES of the +-0.15 target with 50 000 points: the Brownian trace (coarse scales
     # bent by the embedding in R^64, fine ones under-sampled) and the 3-cube (too few points
     # for dimension 3). The estimate is low, never high; the Chao1 correction moves it towards
     # the truth, and the reported stderr carries a finite-sample term of that size.

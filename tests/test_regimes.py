@@ -31,7 +31,7 @@ def planted(slopes, breaks, t):
 
 
 def bent_sgd_curve(seed=0, n_steps=3000, noise=0.01):
-    """The shape of issue 16: local slope ~0.7, a super-diffusive bump (~2.2) from ~90 to
+    """A bent SGD displacement curve: local slope ~0.7, a super-diffusive bump (~2.2) from ~90 to
     ~370 steps, then sub-diffusion (~0.28); smooth crossovers, correlated noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(1, n_steps + 1.0)

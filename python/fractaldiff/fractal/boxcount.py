@@ -31,6 +31,8 @@ from .windows import (DimensionEstimate, box_resolution, resolve_scale_window, s
 
 __all__ = ["box_counts", "box_counting_dimension", "chao1", "grid_offsets"]
 
+#: Most randomly offset grids one call may average over.
+MAX_GRIDS = 1024
 #: Default number of dyadic scales.
 DEFAULT_SCALES = 16
 
@@ -72,6 +74,9 @@ def _box_counts_per_grid(X: Any, *, eps0: Any, n_scales: Any, n_grids: Any, seed
     makes it, for the grid origins).
     """
     n_grids = check_int(n_grids, "n_grids", minimum=1)
+    if n_grids > MAX_GRIDS:
+        raise ValueError(f"n_grids must be <= {MAX_GRIDS} (each grid is one more hash of every "
+                         f"value), got {n_grids}")
     seed = check_int(seed, "seed", minimum=0)
     if n_scales is not None:
         n_scales = check_int(n_scales, "n_scales", minimum=1)

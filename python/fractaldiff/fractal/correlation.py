@@ -190,7 +190,7 @@ def _check_theiler(theiler: Any, t: int) -> int:
     return w
 
 
-#: most radii correlation_dimension evaluates C(r) at (issue 15: 10**4 took over a minute)
+#: most radii correlation_dimension evaluates C(r) at (the cost grows with it)
 MAX_RADII = 512
 
 
@@ -334,7 +334,6 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     with np.errstate(divide="ignore"):
         y = np.log(c)
     step = x[1] - x[0]
-    slope_span = max(1, int(round(math.log(2.0) / step)))
     msd = msd_from_sqdist(sq)
     r_theiler = 0.0
     if isinstance(window, str) and window == "auto":
@@ -360,7 +359,7 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
             )
         start, stop = select_window(x, y, cand, min_points=min(4, ncand),
                                     min_span=min(math.log(2.0), float(np.ptp(x[cand]))),
-                                    tolerance=0.1, slope_span=slope_span)
+                                    tolerance=0.1)
         above = ""
         if r_theiler:
             above = f", r >= {r_theiler:.4g} (RMS displacement over the Theiler lag)"

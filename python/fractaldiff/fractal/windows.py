@@ -36,8 +36,7 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 
 
 def select_window(x: Any, y: Any, candidate: Any, *, min_points: int = 3,
-                  min_span: float = 0.0, tolerance: float = 0.1,
-                  slope_span: int = 1) -> tuple[int, int]:
+                  min_span: float = 0.0, tolerance: float = 0.1) -> tuple[int, int]:
     """Choose a scaling region of a log-log curve: the rule used by the dimension estimates.
 
     Parameters
@@ -52,8 +51,6 @@ def select_window(x: Any, y: Any, candidate: Any, *, min_points: int = 3,
         Smallest extent of a region in x (natural log units).
     tolerance : float
         Largest relative deviation of a local slope from the region's fitted slope.
-    slope_span : int
-        Unused (kept for compatibility of the signature).
 
     Returns
     -------

@@ -46,7 +46,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-_NEEDS_TORCH = {"recorder", "loop", "models", "sweeps", "ensemble"}
+_NEEDS_TORCH = {"recorder", "loop", "models", "sweeps", "ensemble", "snapshots"}
 
 
 def __getattr__(name: str) -> Any:

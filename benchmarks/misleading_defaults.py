@@ -1,7 +1,8 @@
-"""The examples of issue 16, run on whichever fractaldiff is importable (for before/after).
+"""Cases where fitting defaults used to mislead, run on whichever fractaldiff is importable
+(for before/after comparisons).
 
-    python benchmarks/issue16_examples.py --cache /tmp/issue16.npz   # trains once, caches curves
-    PYTHONPATH=<old checkout>/python python benchmarks/issue16_examples.py --cache /tmp/issue16.npz
+    python benchmarks/misleading_defaults.py --cache /tmp/misleading.npz   # trains once, caches curves
+    PYTHONPATH=<old checkout>/python python benchmarks/misleading_defaults.py --cache /tmp/misleading.npz
 
 1. A small CNN on the 8x8 digits, 3000 SGD steps (and Adam), recorded every step with
    fractaldiff.train: crossover and fit_displacement on R(t) from initialization.
@@ -77,7 +78,7 @@ def isometric(P: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "issue16.npz"))
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "misleading_defaults.npz"))
     ap.add_argument("--skip-sets", action="store_true")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
