@@ -54,7 +54,7 @@ batch_size = 128
 
 [moons]                # (a) paper Fig. 1: ensemble of MLPs on two moons, SGD
 enabled = true
-n_models = 16
+n_models = 32
 n_samples = 1000
 width = 32
 depth = 2
@@ -67,9 +67,9 @@ record_every = 1
 [digits]               # (b) paper Fig. 2, Table 4: ReLU+BatchNorm MLPs on 8x8 digits
 enabled = true
 optimizers = ["sgd", "adam"]
-sgd_lrs = [0.02, 0.1]
-adam_lrs = [0.001, 0.003]
-batch_sizes = [32, 128]
+sgd_lrs = [0.01, 0.03, 0.1]
+adam_lrs = [0.0003, 0.001, 0.003]
+batch_sizes = [32, 128, 512]
 width = 64
 depth = 2
 steps = 2000
@@ -95,15 +95,15 @@ n_heads = 4
 n_layers = 2
 pretrain_optimizer = "adam"
 pretrain_lr = 0.003
-pretrain_steps = 600
+pretrain_steps = 1500
 finetune_lr = 0.05
-finetune_steps = 400
+finetune_steps = 800
 batch_size = 32
 record_every = 1
 
 [posterior]            # (d) paper Figs. 3-4, Table 2: SGD solutions vs the local Bayesian posterior
 enabled = true
-n_models = 64
+n_models = 256
 n_samples = 200
 width = 4              # narrow nets: SGD finds several distinct solutions (clusters)
 depth = 1

@@ -456,9 +456,17 @@ def _claims(res: dict[str, Any]) -> list[dict[str, Any]]:
                  "final λ": s["final_llc"]["value"] > a["final_llc"]["value"],
                  "test accuracy": s["test_accuracy"]["value"] > a["test_accuracy"]["value"]}
         held = all(parts.values())
+        sig = []
+        for key, label in (("d_s", "d_s"), ("final_llc", "final λ"),
+                           ("test_accuracy", "accuracy")):
+            se = math.hypot(s[key]["stderr"] or 0.0, a[key]["stderr"] or 0.0)
+            diff = s[key]["value"] - a[key]["value"]
+            if se > 0:
+                sig.append(f"{label} {diff / se:+.1f} se")
         out.append({"claim": PAPER["claims"]["table4"], "held": held,
                     "evidence": "SGD larger in: " + (", ".join(k for k, v in parts.items() if v)
-                                                     or "none") + "; "
+                                                     or "none") + "; SGD − Adam in standard "
+                                f"errors: {', '.join(sig)}; "
                                 f"SGD d_s {s['d_s']['value']:.3g}, λ {s['final_llc']['value']:.3g},"
                                 f" acc {s['test_accuracy']['value']:.3f}; Adam d_s "
                                 f"{a['d_s']['value']:.3g}, λ {a['final_llc']['value']:.3g}, acc "
