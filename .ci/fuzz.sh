@@ -16,7 +16,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}
 FUZZ_OUT=${FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/fractaldiff-fuzz.XXXXXX")}
-export PYTHONPATH=${PYTHONPATH:-$PWD/python}
+# the installed fractaldiff, or the checkout's when its extension was built in place
+if compgen -G "python/fractaldiff/_core*.so" >/dev/null; then
+  export PYTHONPATH=${PYTHONPATH:-$PWD/python}
+fi
 "$PYTHON" -c "import atheris" 2>/dev/null || "$PYTHON" -m pip install --quiet atheris
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(store safetensors analysis)

@@ -45,6 +45,7 @@ export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=$L
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$LOGS/ubsan"
 export PYTHONPATH=$BUILD/pkg
 export FRACTALDIFF_SANITIZED=1
+unset FRACTALDIFF_EXPECT_CUDA  # this build is CPU-only
 cd "$BUILD"  # so that the checkout's python/ is not imported by accident
 "$PYTHON" -c "import fractaldiff._core as c, sys; assert c.__file__.startswith(sys.argv[1]), c.__file__" "$BUILD/pkg"
 status=0
