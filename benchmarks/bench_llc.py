@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import resource
 import statistics
 import subprocess
@@ -35,8 +34,6 @@ import warnings
 
 import numpy as np
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 
 from fractaldiff.bayes import estimate_llc  # noqa: E402
 from fractaldiff.train import digits, mlp, train, two_moons  # noqa: E402

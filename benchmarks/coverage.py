@@ -33,9 +33,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
 
 import fractaldiff as fd  # noqa: E402
+
 from fbm import fractional_brownian_motion, time_averaged_msd  # noqa: E402
 from fractal_sets import (  # noqa: E402
     brownian3_times,

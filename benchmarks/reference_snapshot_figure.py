@@ -9,13 +9,11 @@ prints the fitted late exponents.
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
 
 import fractaldiff as fd  # noqa: E402
 
