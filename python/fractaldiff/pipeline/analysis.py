@@ -361,5 +361,6 @@ def bound_and_spectral_dimension(analysis: dict[str, Any], llc: dict[str, Any]) 
     chk = fd.check_spectral_bound(lam, exps, mean_llc_stderr=lam_se)
     return {"available": True, "spectral_dimension": est(ds.value, ds.stderr, ds.ci),
             "margin": est(chk.margin.value, chk.margin.stderr, chk.margin.ci),
-            "holds": bool(chk.satisfied), "significant": bool(chk.significant),
+            "verdict": chk.verdict, "holds": bool(chk.satisfied),
+            "significant": bool(chk.significant),
             "z_score": _num(chk.z_score)}

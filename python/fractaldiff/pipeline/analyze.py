@@ -131,7 +131,7 @@ def analyze_run(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
 
     row = {"name": run_p.name, "label": run_p.name, "group": None, "n_params": int(W.shape[1]),
            "analysis": ana, "llc": llc_res, "bound": bound, "final": {}}
-    from .run import _row
+    from .run import summary_row
 
     res = {"format": "fractaldiff-results/1", "kind": "analyze", "run_path": str(run_p),
            "run_kind": traj["kind"], "run_meta": traj["meta"],
@@ -139,7 +139,7 @@ def analyze_run(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
                       "model": model, "data": data, "seed": seed},
            "config_hash": "", "versions": versions(), "build_info": fd.build_info(),
            "paper": PAPER, "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-           "runs": {run_p.name: row}, "errors": {}, "summary": [_row(row)],
+           "runs": {run_p.name: row}, "errors": {}, "summary": [summary_row(row)],
            "per_layer": {run_p.name: ana.get("per_layer")}, "claims": [], "jobs": 1}
     from ..report import render_report
 

@@ -76,6 +76,7 @@ def llc_over_snapshots(model: Any, data: tuple, W: np.ndarray, indices: list[int
         return _with_llc_trajectory(model, data, W, indices, cfg, seed=seed, loss=loss,
                                     steps=steps, progress=progress)
     import torch
+
     from fractaldiff.bayes import estimate_llc
 
     x, y = data

@@ -79,17 +79,7 @@ def run_posterior(pcfg: dict[str, Any], lcfg: dict[str, Any], seed: int, *,
                                    n_bootstrap=pcfg["n_bootstrap"], seed=seed)
         return pc, caught
 
-    try:
-        pc, caught = compare()
-    except ValueError as exc:
-        if "vmap" not in str(exc) or llc_kwargs["n_chains"] == 1:
-            raise
-        # cluster_solutions' member LLCs fail with several chains per member in this version:
-        # fall back to one chain each, and say so
-        notes.append(f"compare_posterior failed with n_chains={llc_kwargs['n_chains']} for the "
-                     f"member LLCs ({exc}); rerun with n_chains=1")
-        llc_kwargs["n_chains"] = 1
-        pc, caught = compare()
+    pc, caught = compare()
     timings["compare posterior"] = time.perf_counter() - t0
     for w in caught:
         if str(w.message) not in notes:

@@ -328,7 +328,7 @@ def _mean_sd(vals: list[float]) -> dict[str, Any]:
             "stderr": sd / math.sqrt(a.size) if sd is not None else None}
 
 
-def _row(r: dict[str, Any]) -> dict[str, Any]:
+def summary_row(r: dict[str, Any]) -> dict[str, Any]:
     """A Table-1-style summary row of one unit result."""
     ana = r.get("analysis") or {}
     llc = r.get("llc") or {}
@@ -342,7 +342,8 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "final_llc": ({"value": llc["final"], "stderr": llc["final_stderr"]}
                       if llc.get("available") else None),
         "spectral_dimension": b.get("spectral_dimension") if b.get("available") else None,
-        "bound": ({"holds": b["holds"], "significant": b["significant"], "z": b["z_score"],
+        "bound": ({"verdict": b.get("verdict"), "holds": b["holds"],
+                   "significant": b["significant"], "z": b["z_score"],
                    "margin": b["margin"]} if b.get("available") else None),
         "displacement_exponent": ana.get("displacement_exponent"),
         "msd_exponent": ana.get("msd_exponent"),
@@ -373,7 +374,7 @@ def aggregate(cfg: dict[str, Any], units: list[dict[str, Any]],
     dig = [results[u["name"]] for u in units if u["stage"] == "digits"]
     table4 = {}
     for opt in ("sgd", "adam"):
-        rows = [_row(r) for r in dig if r.get("group") == opt and not r.get("error")]
+        rows = [summary_row(r) for r in dig if r.get("group") == opt and not r.get("error")]
         if not rows:
             continue
         table4[opt] = {
@@ -387,7 +388,7 @@ def aggregate(cfg: dict[str, Any], units: list[dict[str, Any]],
         }
     corr = {}
     for opt in ("sgd", "adam"):
-        rows = [_row(r) for r in dig if r.get("group") == opt and not r.get("error")]
+        rows = [summary_row(r) for r in dig if r.get("group") == opt and not r.get("error")]
         pts = [(x["total_displacement"], x["llc"]["value"]) for x in rows
                if x["llc"] and x["total_displacement"]]
         if len(pts) >= 3:
@@ -397,16 +398,16 @@ def aggregate(cfg: dict[str, Any], units: list[dict[str, Any]],
         else:
             corr[opt] = {"pearson_r": None, "n": len(pts),
                          "reason": "fewer than 3 runs with an LLC"}
-    res["digits"] = {"rows": [_row(r) for r in dig], "table4": table4,
+    res["digits"] = {"rows": [summary_row(r) for r in dig], "table4": table4,
                      "llc_displacement_correlation": corr,
                      "available": bool(dig)}
     # (c) beyond the paper
-    res["beyond"] = {"rows": [_row(results[u["name"]]) for u in units
+    res["beyond"] = {"rows": [summary_row(results[u["name"]]) for u in units
                               if u["stage"] in ("cnn", "lm")]}
     # (d) posterior
     res["posterior"] = posterior
     # (e) Table-1-style summary of every recorded run
-    res["summary"] = [_row(results[u["name"]]) for u in units if u["kind"] != "ensemble"]
+    res["summary"] = [summary_row(results[u["name"]]) for u in units if u["kind"] != "ensemble"]
     res["per_layer"] = {u["name"]: (results[u["name"]].get("analysis") or {}).get("per_layer")
                         for u in units if u["kind"] != "ensemble"}
     res["claims"] = _claims(res)
@@ -430,13 +431,20 @@ def _claims(res: dict[str, Any]) -> list[dict[str, Any]]:
                     "evidence": "not available (moons ensemble missing or fit failed)"})
     rows = [r for r in res["summary"] if r.get("bound")]
     if rows:
-        n_hold = sum(r["bound"]["holds"] for r in rows)
-        n_viol_sig = sum((not r["bound"]["holds"]) and r["bound"]["significant"] for r in rows)
+        def verdict(r: dict[str, Any]) -> str:
+            b = r["bound"]
+            if b.get("verdict"):
+                return b["verdict"]
+            return "holds" if b["holds"] else "violated"
+
+        n_hold = sum(verdict(r) == "holds" for r in rows)
+        n_within = sum(verdict(r) == "consistent within error" for r in rows)
         viol = [f"{r['label']} (z = {r['bound']['z']:.2g})" for r in rows
-                if not r["bound"]["holds"]]
-        out.append({"claim": PAPER["claims"]["fig2a"], "held": n_hold == len(rows),
-                    "evidence": f"d_s <= lambda_bar in {n_hold}/{len(rows)} runs; "
-                                f"{n_viol_sig} significant violation(s)"
+                if verdict(r) == "violated"]
+        out.append({"claim": PAPER["claims"]["fig2a"], "held": not viol,
+                    "evidence": f"d_s <= lambda_bar holds in {n_hold}/{len(rows)} runs, "
+                                f"consistent within error in {n_within}; "
+                                f"{len(viol)} violation(s)"
                                 + (": " + "; ".join(viol) if viol else "")})
     else:
         out.append({"claim": PAPER["claims"]["fig2a"], "held": None,

@@ -137,6 +137,7 @@ def run_unit(spec: dict[str, Any], folder: str) -> dict[str, Any]:
 
 def _run_single(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
     import torch
+
     from fractaldiff.train import Recorder, train
     from fractaldiff.train.text import train_lm
 
