@@ -5,7 +5,11 @@
   accumulators.
 * :func:`train` — a small deterministic SGD/Adam loop for the paper's experiments.
 * :mod:`~fractaldiff.train.data` — two moons, 8x8 digits, MNIST from local IDX files (all
-  offline); :func:`mlp` — ReLU + BatchNorm MLPs.
+  offline); :func:`mlp` — ReLU + BatchNorm MLPs; :func:`cnn`; :func:`char_transformer` and
+  :func:`stdlib_corpus` / :func:`train_lm` — a character-level language model on Python's own
+  standard-library sources.
+* :func:`train_ensemble` — N identical networks with different seeds as one vmapped computation.
+* :func:`load_snapshot` — load a recorded snapshot into a model.
 * :func:`sweep` — learning-rate x batch-size grids and seed ensembles in worker processes.
 * :mod:`~fractaldiff.train.online` — multiple-tau MSD, running R(t), box ids (no torch).
 
@@ -32,6 +36,10 @@ _EXPORTS = {
     "load_idx": "data",
     "load_dataset": "data",
     "mlp": "models",
+    "cnn": "models",
+    "char_transformer": "models",
+    "stdlib_corpus": "text",
+    "train_lm": "text",
     "load_snapshot": "snapshots",
     "train_ensemble": "ensemble",
     "EnsembleResult": "ensemble",
