@@ -12,24 +12,11 @@ from .ensemble import (
     fit_ensemble,
     reference_ergodicity_breaking,
 )
+from .exponents import DiffusionExponents, ExponentFit, fit_displacement, fit_exponent, fit_msd
 from .groups import fit_groups
-from .exponents import (
-    BreakModel,
-    Crossover,
-    DiffusionExponents,
-    ExponentFit,
-    LocalSlope,
-    Regime,
-    SingularCovarianceWarning,
-    UncalibratedStderrWarning,
-    WindowWarning,
-    crossover,
-    fit_displacement,
-    fit_exponent,
-    fit_msd,
-    local_slope,
-    tamsd_covariance,
-)
+from .noise import SingularCovarianceWarning, UncalibratedStderrWarning, tamsd_covariance
+from .regimes import BreakModel, Crossover, LocalSlope, Regime, crossover, local_slope
+from .windows import WindowWarning
 
 __all__ = [
     "BreakModel",

@@ -30,7 +30,8 @@ from .._validation import (
     format_number,
     require_finite,
 )
-from .exponents import ExponentFit, fit_exponent, tamsd_covariance
+from .exponents import ExponentFit, fit_exponent
+from .noise import tamsd_covariance
 
 __all__ = [
     "EnsembleFit",
@@ -185,10 +186,12 @@ class EnsembleFit:
         fit = self.ensemble_fit
         return (
             f"EnsembleFit(n_runs={self.n_runs}, exponent={format_number(fit.exponent)} ± "
-            f"{format_number(fit.stderr)} (ensemble mean), runs: mean={format_number(self.mean_run_exponent)}, "
-            f"spread={format_number(self.run_exponent_spread)}, range=({format_number(self.run_exponent_range[0])}, "
-            f"{format_number(self.run_exponent_range[1])}), window=({format_number(fit.window[0])}, "
-            f"{format_number(fit.window[1])}))"
+            f"{format_number(fit.stderr)} (ensemble mean), "
+            f"runs: mean={format_number(self.mean_run_exponent)}, "
+            f"spread={format_number(self.run_exponent_spread)}, "
+            f"range=({format_number(self.run_exponent_range[0])}, "
+            f"{format_number(self.run_exponent_range[1])}), "
+            f"window=({format_number(fit.window[0])}, {format_number(fit.window[1])}))"
         )
 
     def plot(self, ax=None):

@@ -10,12 +10,14 @@ it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .._validation import as_real_array
-from .exponents import WINDOW_RULES, ExponentFit, fit_exponent
+from .exponents import ExponentFit, fit_exponent
+from .windows import WINDOW_RULES
 
 __all__ = ["fit_groups"]
 
