@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fractaldiff.fitting import DiffusionExponents
 from fractaldiff.theory import (
     Estimate,
     SpectralBoundCheck,
@@ -18,7 +19,6 @@ from fractaldiff.theory import (
     exponents_from_dimensions,
     spectral_dimension,
 )
-from fractaldiff.fitting import DiffusionExponents
 
 # (model, lambda_bar, d_s, displacement exponent alpha = d_s / (2 lambda_bar))
 # Table 1 of the paper (TinyStories-1M: alpha = 0.33 printed, 21.422 / 64 = 0.3347) and

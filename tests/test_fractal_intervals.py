@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import numpy as np
 import pytest
 
 import fractaldiff as fd
-from fractal_sets import cube, embed, embed_random, koch, sierpinski_carpet
 from fractaldiff.fractal.windows import ResolutionWarning
+
+from fractal_sets import cube, embed, embed_random, koch, sierpinski_carpet
 
 
 def henon(n: int, burn: int = 500) -> np.ndarray:

@@ -11,6 +11,7 @@ import pytest
 
 import fractaldiff as fd
 from fractaldiff import crossover, fit_displacement, fit_exponent, fit_msd
+
 from fbm import fractional_brownian_motion
 
 # slopes and breakpoints of planted piecewise power laws, 0..3 breaks
@@ -172,7 +173,7 @@ def test_named_exponent_aliases():
     fit = fit_exponent(t, t**0.5, cov="independent", curve="displacement")
     assert fit.displacement_exponent == fit.exponent
     with pytest.raises(AttributeError):
-        fit.msd_exponent
+        _ = fit.msd_exponent
     assert repr(fit).startswith("ExponentFit(displacement_exponent=")
 
 

@@ -52,11 +52,11 @@ from .fitting import (
 )
 from .fractal import (
     DimensionEstimate,
+    ResolutionWarning,
     TrajectoryPCA,
     box_counting_dimension,
     box_counts,
     centered_gram,
-    ResolutionWarning,
     correlation_dimension,
     effective_dimension,
     msd_from_sqdist,

@@ -1,10 +1,10 @@
 """Mean-squared displacement and displacement of a weight trajectory.
 
 Both analyses are folds over column blocks of the snapshot matrix (see
-:mod:`fractaldiff.engine.sources`): kernel adds each block into a small float64 accumulator, accumulators from different
-blocks, threads, parameter groups or dask workers add up, and a cheap final step in numpy gives
-the result. The same driver serves in-memory arrays, out-of-core sources, per-layer groups and
-dask clusters.
+:mod:`fractaldiff.engine.sources`): the compiled kernel adds each block into a small float64
+accumulator, accumulators from different blocks, threads, parameter groups or dask workers add
+up, and a cheap final step in numpy gives the result. The same driver serves in-memory arrays,
+out-of-core sources, per-layer groups and dask clusters.
 """
 
 from __future__ import annotations

@@ -117,8 +117,9 @@ def fold_atoms(block: Any, start: int, proto: Accumulator, groups: list | None,
 
     ``fold(acc, sub_block, start)`` folds one atom's columns into ``acc``: a view where they are
     contiguous, else a contiguous copy (or, for accumulators whose sums depend on the column
-    indices, ``column_positions``, one view per contiguous run); accumulators are created as needed from ``proto`` (``proto.empty()``) in
-    ``accs`` (a new dict when not given), keyed by the atom's membership bits.
+    indices, ``column_positions``, one view per contiguous run); accumulators are created as
+    needed from ``proto`` (``proto.empty()``) in ``accs`` (a new dict when not given), keyed by
+    the atom's membership bits.
     """
     accs = {} if accs is None else accs
     if groups is None:

@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.accumulators import BoxIdsAccumulator, check_box_range, grid_offsets
-from ..engine.folds import column_ranges, run
 from .._validation import (
     AnalysisOptions,
     check_fraction,
@@ -26,8 +24,15 @@ from .._validation import (
     check_number,
     shared_docs,
 )
-from .windows import (DimensionEstimate, box_resolution, resolve_scale_window, scaling_fit,
-                      select_window)
+from ..engine.accumulators import BoxIdsAccumulator, check_box_range, grid_offsets
+from ..engine.folds import column_ranges, run
+from .windows import (
+    DimensionEstimate,
+    box_resolution,
+    resolve_scale_window,
+    scaling_fit,
+    select_window,
+)
 
 __all__ = ["box_counts", "box_counting_dimension", "chao1", "grid_offsets"]
 

@@ -16,16 +16,21 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..engine.accumulators import GramAccumulator
-from ..engine.folds import kernel_error, prepare_input, run
 from .._validation import (
     AnalysisOptions,
     check_fraction,
     check_int,
     shared_docs,
 )
-from .windows import (DimensionEstimate, correlation_uncertainty, resolve_scale_window,
-                      scaling_fit, select_window)
+from ..engine.accumulators import GramAccumulator
+from ..engine.folds import kernel_error, prepare_input, run
+from .windows import (
+    DimensionEstimate,
+    correlation_uncertainty,
+    resolve_scale_window,
+    scaling_fit,
+    select_window,
+)
 
 __all__ = [
     "TrajectoryPCA",
@@ -195,7 +200,8 @@ MAX_RADII = 512
 
 
 def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
-                          n_radii: int = 64, min_pairs: int = 100, max_fraction: float | None = None,
+                          n_radii: int = 64, min_pairs: int = 100,
+                          max_fraction: float | None = None,
                           n_threads: int | None = None, device: str = "auto",
                           memory_limit: int | str | None = None, progress: bool | None = None
                           ) -> DimensionEstimate:
@@ -333,7 +339,6 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     x = np.log(r)
     with np.errstate(divide="ignore"):
         y = np.log(c)
-    step = x[1] - x[0]
     msd = msd_from_sqdist(sq)
     r_theiler = 0.0
     if isinstance(window, str) and window == "auto":

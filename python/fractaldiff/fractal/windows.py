@@ -16,8 +16,8 @@ import numpy as np
 
 from .._plotting import pyplot
 
-__all__ = ["DimensionEstimate", "ResolutionWarning", "correlation_jackknife", "eckmann_ruelle_limit",
-           "occupancy_limit", "select_window"]
+__all__ = ["DimensionEstimate", "ResolutionWarning", "correlation_jackknife",
+           "eckmann_ruelle_limit", "occupancy_limit", "select_window"]
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -408,7 +408,8 @@ def correlation_uncertainty(sq: np.ndarray, theiler: int, r: np.ndarray, x: np.n
     (:func:`correlation_jackknife`) for the sampling error -- it counts the dependence of
     pairs that share a point, which the scatter of C(r) about the line does not -- and the
     difference of the slopes of the window's two halves for the systematic error of a
-    finite scaling range (a bias term: edge effects bend C(r) at large r). Takens' estimate gets its own jackknife error (the formal
+    finite scaling range (a bias term: edge effects bend C(r) at large r). Takens' estimate
+    gets its own jackknife error (the formal
     takens / sqrt(M) treats the M pairs as independent and is far too small) combined with
     its difference from the slope and the curvature term (it averages over all radii below
     r0, so curvature there biases it). Near the

@@ -131,7 +131,8 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     sk = _sklearn("digits")
     bunch = sk.datasets.load_digits()
     x = bunch.data.astype(np.float32) / 16.0
-    return _split("digits", x, bunch.target, check_open_fraction(test_fraction, "test_fraction"), seed, 10)
+    fraction = check_open_fraction(test_fraction, "test_fraction")
+    return _split("digits", x, bunch.target, fraction, seed, 10)
 
 
 _IDX_DTYPES = {

@@ -148,7 +148,8 @@ class MultipleTauMSD:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        self.max_levels = None if max_levels is None else check_int(max_levels, "max_levels", minimum=1)
+        self.max_levels = (None if max_levels is None
+                           else check_int(max_levels, "max_levels", minimum=1))
         self._levels: list[_Level] = []
         self._x0: np.ndarray | None = None
         self.n_updates = 0
