@@ -212,3 +212,17 @@ def test_agrees_with_devinterp():
     theirs = float(out["llc/mean"])
     their_se = float(out["llc/std"]) / math.sqrt(settings["chains"])
     assert abs(ours.mean - theirs) <= 3 * math.hypot(ours.stderr, their_se)
+
+
+def test_llc_trajectory_needs_two_samples(tmp_path):
+    import numpy as np
+    import torch
+
+    from fractaldiff.bayes import llc_trajectory
+
+    model = torch.nn.Linear(2, 2)
+    n = sum(p.numel() for p in model.parameters())
+    W = np.zeros((3, n), dtype=np.float32)
+    x, y = torch.zeros(1, 2), torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match="number of samples"):
+        llc_trajectory(W, model, (x, y), batch_size=1)

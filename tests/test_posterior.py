@@ -298,3 +298,37 @@ def test_compare_posterior_bad_input(small_moons_ensemble):
         fb.compare_posterior(ens, sgld_steps=10, sgld_burnin=10)
     with pytest.raises(ValueError, match="features per row"):
         fb.compare_posterior(ens, probe_inputs=np.zeros((5, 3)))
+
+
+def test_compare_posterior_rejects_bad_sgld_options():
+    import fractaldiff.bayes as fb
+    import fractaldiff.train as ft
+
+    data = ft.two_moons(200, seed=0)
+    ens = ft.train_ensemble(lambda s: ft.mlp(2, 2, width=4, depth=1, batch_norm=False, seed=s),
+                            data, 4, lr=0.1, batch_size=32, steps=5)
+    with pytest.raises(ValueError, match="sgld_batch_size"):
+        fb.compare_posterior(ens, sgld_batch_size=0)
+    with pytest.raises(TypeError, match="n_chains"):
+        fb.compare_posterior(ens, n_chains=2.7)
+    with pytest.raises(TypeError, match="seed"):
+        fb.compare_posterior(ens, seed=None)
+
+
+def test_train_ensemble_rejects_bad_seeds_and_options():
+    import fractaldiff.train as ft
+
+    data = ft.two_moons(200, seed=0)
+
+    def make(s):
+        return ft.mlp(2, 2, width=4, depth=1, batch_norm=False, seed=s)
+
+    with pytest.raises(TypeError, match="seeds must hold ints"):
+        ft.train_ensemble(make, data, 2, seeds=[0, 0.5], lr=0.1, batch_size=32, steps=2)
+    with pytest.raises(TypeError, match="seeds must be a sequence"):
+        ft.train_ensemble(make, data, 2, seeds=3, lr=0.1, batch_size=32, steps=2)
+    with pytest.raises(ValueError, match="displacement_points"):
+        ft.train_ensemble(make, data, 2, lr=0.1, batch_size=32, steps=2, displacement_points=-1)
+    with pytest.raises(ValueError, match="betas"):
+        ft.train_ensemble(make, data, 2, optimizer="adam", lr=0.1, batch_size=32, steps=2,
+                          betas=(0.9, 1.5))

@@ -494,15 +494,28 @@ def compare_posterior(
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (
                 math.isfinite(float(v)) and float(v) > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    for name, v in (("confidence", confidence), ("late_fraction", late_fraction)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {v!r}")
     if not 0 < float(confidence) < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if not 0 <= float(late_fraction) < 1:
         raise ValueError(f"late_fraction must lie in [0, 1), got {late_fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if n_chains is not None and (isinstance(n_chains, bool)
+                                 or not isinstance(n_chains, numbers.Integral)):
+        raise TypeError(f"n_chains must be an int or None, got {n_chains!r}")
     data = ensemble.data if data is None else data
     if data is None:
         raise ValueError("data is required (the ensemble carries none)")
     x, y = xy_tensors(data, loss)
     n = int(x.shape[0])
+    if sgld_batch_size is not None and (
+            isinstance(sgld_batch_size, bool) or not isinstance(sgld_batch_size, numbers.Integral)
+            or not 1 <= sgld_batch_size <= n):
+        raise ValueError(f"sgld_batch_size must be None or an int in [1, {n}] (the data set "
+                         f"size), got {sgld_batch_size!r}")
     m_eff = float(n if m is None else m)
     if not (math.isfinite(m_eff) and m_eff > 0):
         raise ValueError(f"m must be a finite number > 0, got {m!r}")

@@ -12,7 +12,9 @@ import torch
 
 from ._engine import (
     as_tensors,
+    check_count,
     check_pos,
+    default_nbeta,
     emit,
     make_module_potential,
     run_sgld,
@@ -352,13 +354,12 @@ def llc_trajectory(
     if batch_size is None:
         batch = min(DEFAULTS["batch_size"], n_data)
     else:
-        from ._engine import check_count
-
         batch = check_count(batch_size, "batch_size", func, 1)
         if batch > n_data:
             raise ValueError(f"{func}: batch_size={batch} is larger than the data set "
                              f"({n_data} samples)")
-    nb = n_data / math.log(n_data) if nbeta is None else check_pos(nbeta, "nbeta", func)
+    check_count(n_data, "the number of samples in data", func, 2)
+    nb = default_nbeta(n_data) if nbeta is None else check_pos(nbeta, "nbeta", func)
     # read the snapshots into the model's trainable order (and buffers the run holds)
     work = copy.deepcopy(model)
     has_bn = bool(_bn_modules(work))

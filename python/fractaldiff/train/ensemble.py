@@ -460,6 +460,13 @@ def train_ensemble(
     epochs = None if epochs is None else _int(epochs, "epochs")
     steps = None if steps is None else _int(steps, "steps")
     record_every = _int(record_every, "record_every")
+    displacement_points = _int(displacement_points, "displacement_points", lo=2)
+    try:
+        b1, b2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair of numbers, got {betas!r}") from None
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     if optimizer == "adam" and momentum:
@@ -475,6 +482,12 @@ def train_ensemble(
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         seeds_arr = np.arange(int(seed), int(seed) + n_models, dtype=np.int64)
     else:
+        if isinstance(seeds, (numbers.Integral, str, bytes)) or not hasattr(seeds, "__len__"):
+            raise TypeError(f"seeds must be a sequence of n_models={n_models} ints, got "
+                            f"{type(seeds).__name__}")
+        bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral)]
+        if bad:
+            raise TypeError(f"seeds must hold ints, got {bad[0]!r}")
         seeds_arr = np.asarray([int(s) for s in seeds], dtype=np.int64)
         if seeds_arr.shape != (n_models,):
             raise ValueError(f"seeds must hold n_models={n_models} ints, got {len(seeds_arr)}")
