@@ -24,8 +24,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             print(to_toml(load_config(args.config, quick=args.quick)), end="")
         return 0
-    if args.resume and args.force:
-        raise PipelineError("give at most one of --resume and --force")
     cfg = load_config(args.config, quick=args.quick)
     from .pipeline import run_pipeline
 

@@ -506,18 +506,6 @@ def _train_xy(data: Any) -> tuple[np.ndarray, np.ndarray]:
                     f"y_test]), got {type(data).__name__}")
 
 
-def member_module(template: nn.Module, params: dict, buffers: dict, i: int) -> nn.Module:
-    """Member ``i`` of stacked tensors as an ordinary module (a copy of the template)."""
-    import copy
-
-    m = copy.deepcopy(template)
-    state = {k: v[i].detach().clone() for k, v in params.items()}
-    state.update({k: v[i].detach().clone() for k, v in buffers.items()})
-    m.load_state_dict(state, strict=False)
-    m.eval()
-    return m
-
-
 def flat_members(params: dict) -> torch.Tensor:
     """Stacked parameters flattened per member, ``(N, D)`` (``named_parameters()`` order)."""
     n = next(iter(params.values())).shape[0]

@@ -117,11 +117,6 @@ def _dists(p: np.ndarray, q: np.ndarray) -> dict[str, float]:
             "hellinger": float(math.sqrt(max(0.0, 1.0 - np.sqrt(p * q).sum())))}
 
 
-def _hist(w: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    h, _, _ = np.histogram2d(w[..., 0].ravel(), w[..., 1].ravel(), bins=[edges, edges])
-    return h / max(h.sum(), 1.0)
-
-
 def _pos_int(v: Any, name: str, lo: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
         raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")

@@ -358,6 +358,22 @@ def as_source(data: Any, name: str = "X") -> Source:
     Accepts sources, numpy arrays/memmaps/array likes, torch CPU tensors, paths (``.npy``,
     store, zarr or checkpoint folder) and lazily sliceable arrays (zarr, h5py, stores).
     Dask arrays are handled by the analysis functions themselves (they run on the cluster).
+
+    Parameters
+    ----------
+    data : Source, array_like, torch.Tensor or str or os.PathLike
+        The snapshots, shape (T, D); a :class:`Source` is returned unchanged.
+    name : str, default "X"
+        The name used in error messages.
+
+    Returns
+    -------
+    Source
+
+    Raises
+    ------
+    TypeError
+        ``data`` is a dask array.
     """
     if isinstance(data, Source):
         return data

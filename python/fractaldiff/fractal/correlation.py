@@ -178,6 +178,16 @@ def msd_from_sqdist(sqdist: Any) -> np.ndarray:
 
     ``msd[tau] = mean_t sqdist[t, t + tau]``, tau = 0..T-1; a cross-check of
     :func:`fractaldiff.msd` from the matrix that :func:`pairwise_sqdist` returns.
+
+    Parameters
+    ----------
+    sqdist : array_like, shape (T, T)
+        Squared distances between snapshots, e.g. from :func:`pairwise_sqdist`.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (T,)
+        ``msd[tau]`` for tau = 0..T-1 (``msd[0]`` is the mean of the diagonal).
     """
     d = np.asarray(sqdist, dtype=np.float64)
     if d.ndim != 2 or d.shape[0] != d.shape[1]:
@@ -199,6 +209,7 @@ def _check_theiler(theiler: Any, t: int) -> int:
 MAX_RADII = 512
 
 
+@shared_docs
 def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
                           n_radii: int = 64, min_pairs: int = 100,
                           max_fraction: float | None = None,
@@ -244,16 +255,11 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
         -0.055 at 0.25, -0.04 at 0.1); but a Theiler window depletes the small radii, and
         the scaling region of a trajectory then lies at larger r (a Brownian path with
         theiler = 10: +0.40 at 0.1, -0.08 at 0.25; benchmarks/coverage.py).
-    n_threads : int, optional
-        Threads for the compiled kernel.
-    memory_limit : int or str, optional
-        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
-    progress : bool, optional
-        Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
-        Where to compute the Gram matrix, as for :func:`fractaldiff.msd`: "auto" (default) uses
-        the GPU for data in CUDA device memory and the CPU otherwise; "cuda" streams host data
-        to the GPU. Device memory: the (T, T) float64 matrix plus ``memory_limit``.
+    <<n_threads>>
+    <<device>>
+        Device memory: the (T, T) float64 matrix plus ``memory_limit``.
+    <<memory_limit>>
+    <<progress>>
 
     Returns
     -------
@@ -462,6 +468,7 @@ class TrajectoryPCA:
         return box_counting_dimension(self.scores, **kwargs)
 
 
+@shared_docs
 def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = None,
                    device: str = "auto", memory_limit: int | str | None = None,
                    progress: bool | None = None) -> TrajectoryPCA:
@@ -473,16 +480,11 @@ def trajectory_pca(X: Any, n_components: int = 10, *, n_threads: int | None = No
         Snapshots, as for :func:`fractaldiff.msd` (T >= 2).
     n_components : int, default 10
         Number of components k (capped at T).
-    n_threads : int, optional
-        Threads for the compiled kernel.
-    memory_limit : int or str, optional
-        Bound on the working set when X streams from disk (as for :func:`fractaldiff.msd`).
-    progress : bool, optional
-        Show a progress bar (default: on a terminal, for data >= 1 GiB).
-    device : {"auto", "cpu", "cuda", "cuda:N"}, optional
-        Where to compute the Gram matrix, as for :func:`fractaldiff.msd`: "auto" (default) uses
-        the GPU for data in CUDA device memory and the CPU otherwise; "cuda" streams host data
-        to the GPU. Device memory: the (T, T) float64 matrix plus ``memory_limit``.
+    <<n_threads>>
+    <<device>>
+        Device memory: the (T, T) float64 matrix plus ``memory_limit``.
+    <<memory_limit>>
+    <<progress>>
 
     Returns
     -------

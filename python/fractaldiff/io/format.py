@@ -12,7 +12,6 @@ import numbers
 import os
 import stat
 import struct
-import zlib
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,6 @@ __all__ = [
     "load_json",
     "manifest_text",
     "open_member",
-    "pack_record",
     "parse_manifest",
     "read_member",
 ]
@@ -93,12 +91,6 @@ class StoreLockedError(RuntimeError):
 class StoreRecoveryWarning(RuntimeWarning):
     """A store was opened without part of its files: a torn tail after a crash, or (with
     ``recover=True``) the damaged rest after the intact prefix."""
-
-
-def pack_record(count: int, meta_end: int, row_crc: int) -> bytes:
-    """The 32-byte commit record of snapshot ``count - 1``."""
-    head = RECORD.pack(MAGIC, 0, count, meta_end, row_crc, 0)[:28]
-    return head + struct.pack("<I", zlib.crc32(head))
 
 
 # --------------------------------------------------------------------------------------------

@@ -155,7 +155,17 @@ def _rel_slice(r: range, c0: int) -> slice:
 
 
 def is_store(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a directory holding a snapshot store (it has ``manifest.json``)."""
+    """True when ``path`` is a directory holding a snapshot store (it has ``manifest.json``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory to check.
+
+    Returns
+    -------
+    bool
+    """
     p = Path(path)
     return p.is_dir() and (p / MANIFEST_FILE).is_file()
 

@@ -76,7 +76,34 @@ def analyze_run(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
                 model: str | None = None, data: str | None = None, loss: str = "cross_entropy",
                 late_window: Any = "auto", llc: dict[str, Any] | None = None,
                 force: bool = False, seed: int = 0) -> Path:
-    """Analyse a recorded trajectory and write results.json + report.html into ``out``."""
+    """Analyse a recorded trajectory and write results.json + report.html into ``out``.
+
+    Parameters
+    ----------
+    run : str or os.PathLike
+        The recorded trajectory.
+    out : str or os.PathLike, optional
+        The output folder (default: ``RUN.report`` next to ``run``).
+    model, data : str, optional
+        ``MODULE:FACTORY`` callables returning the torch model of the run and its training
+        data (``(x, y)`` or a Dataset); give both or neither. They enable the LLC.
+    loss : {"cross_entropy", "mse"}, default "cross_entropy"
+        The model's loss for the LLC.
+    late_window : "auto" or (float, float), default "auto"
+        The late part of the run: the last regime of R(t), or ``(lo, hi)`` fractions of it.
+    llc : dict, optional
+        Overrides of the ``[llc]`` section of the default config.
+    force : bool, default False
+        Also clear a non-empty output folder that holds no ``results.json`` (one that does is
+        overwritten anyway).
+    seed : int, default 0
+        Seed of the analysis and of the LLC's chains.
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path, ``out/report.html``.
+    """
     from . import config as _config
     from .run import versions
 

@@ -158,7 +158,13 @@ def _toml() -> Any:
 
 
 def default_config() -> dict[str, Any]:
-    """The built-in default configuration (a fresh dict)."""
+    """The built-in default configuration (a fresh dict).
+
+    Returns
+    -------
+    dict
+        Parsed from :data:`DEFAULT_TOML`: top-level keys and one dict per ``[section]``.
+    """
     return _toml().loads(DEFAULT_TOML)
 
 
@@ -227,7 +233,26 @@ def _check_late_window(value: Any) -> Any:
 
 
 def validate_config(cfg: Any, *, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge ``cfg`` over ``base`` (default: the built-in default) and check every key."""
+    """Merge ``cfg`` over ``base`` (default: the built-in default) and check every key.
+
+    Parameters
+    ----------
+    cfg : dict
+        A (partial) configuration, as parsed from TOML: top-level keys and ``[section]``
+        tables.
+    base : dict, optional
+        The configuration to merge over (default: :func:`default_config`); not modified.
+
+    Returns
+    -------
+    dict
+        The merged, checked configuration (a new dict).
+
+    Raises
+    ------
+    PipelineError
+        An unknown key, a value of the wrong type or range, or inconsistent keys.
+    """
     ref = default_config() if base is None else base
     if not isinstance(cfg, dict):
         raise PipelineError(f"config must be a TOML table, got {_type_name(cfg)}")
@@ -285,7 +310,25 @@ def _check_value(key: str, value: Any, ref: Any) -> Any:
 
 
 def load_config(path: str | Path | None = None, *, quick: bool = False) -> dict[str, Any]:
-    """The resolved configuration: default, then ``--quick`` reductions, then the file."""
+    """The resolved configuration: default, then ``--quick`` reductions, then the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        A TOML config file (default: none, the built-in default).
+    quick : bool, default False
+        Apply the reduced sizes of ``--quick`` before the file.
+
+    Returns
+    -------
+    dict
+        The checked configuration (see :func:`validate_config`).
+
+    Raises
+    ------
+    PipelineError
+        The file is missing, not valid TOML, or holds a bad key or value.
+    """
     base = default_config()
     if quick:
         for sec, vals in QUICK.items():

@@ -235,7 +235,30 @@ def run_units(units: list[dict[str, Any]], cache: Path, jobs: int,
 def run_pipeline(cfg: dict[str, Any], out: str | os.PathLike, *, jobs: int = 1,
                  resume: bool = False, force: bool = False, progress: bool = True,
                  log: Callable[[str], None] | None = None) -> Path:
-    """Run the main job into ``out``; returns the report's path."""
+    """Run the main job into ``out``; returns the report's path.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (checked with :func:`~fractaldiff.pipeline.config.validate_config`).
+    out : str or os.PathLike
+        The output folder; finished runs cached there are reused.
+    jobs : int, default 1
+        Parallel training processes.
+    resume : bool, default False
+        Reuse finished runs of an output folder made with another config.
+    force : bool, default False
+        Delete the output folder's results and start over.
+    progress : bool, default True
+        Show progress bars.
+    log : callable, optional
+        Receives the status lines (default: print them to stderr).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out/report.html``.
+    """
     cfg = validate_config(cfg)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise PipelineError(f"--jobs must be an int >= 1, got {jobs!r}")

@@ -63,8 +63,15 @@ def render_report(out: str | os.PathLike, results: dict[str, Any] | None = None,
         The results folder.
     results : dict, optional
         The results (default: read ``out/results_name``).
+    results_name : str, default "results.json"
+        The results file read from ``out`` when ``results`` is not given.
     figures : bool, default True
         Redraw the PNGs (False: reuse the ones in ``out/figures``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out/report.html``.
     """
     from ..pipeline.errors import PipelineError
 

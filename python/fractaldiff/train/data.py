@@ -262,6 +262,17 @@ def load_dataset(name: str | Dataset, **kwargs: Any) -> Dataset:
     """A built-in data set by name: ``"moons"``, ``"digits"`` or ``"mnist"`` (needs ``path=``).
 
     A :class:`Dataset` is returned unchanged.
+
+    Parameters
+    ----------
+    name : str or Dataset
+        ``"moons"`` (or ``"two_moons"``), ``"digits"`` or ``"mnist"``; or a :class:`Dataset`.
+    **kwargs
+        Passed to the loader: :func:`two_moons`, :func:`digits` or :func:`mnist`.
+
+    Returns
+    -------
+    Dataset
     """
     if isinstance(name, Dataset):
         return name

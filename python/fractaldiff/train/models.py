@@ -60,14 +60,7 @@ def mlp(
         layers["out"] = nn.Linear(prev, out_features)
         return nn.Sequential(layers)
 
-    if seed is None:
-        return build()
-    state = torch.random.get_rng_state()  # leave the global RNG as it was
-    try:
-        torch.manual_seed(int(seed))
-        return build()
-    finally:
-        torch.random.set_rng_state(state)
+    return _seeded(build, seed)
 
 
 def _seeded(build, seed):
@@ -93,6 +86,22 @@ def cnn(
     ``unflatten -> conv3x3(1, c1) -> ReLU -> conv3x3(c1, c2) -> ReLU -> maxpool2 -> flatten ->
     Linear``; inputs are ``(batch, H*W)`` rows as in :func:`~fractaldiff.train.digits`.
     Modules: ``unflatten, conv1, relu1, conv2, relu2, pool, flatten, out``.
+
+    Parameters
+    ----------
+    image_shape : (int, int), default (8, 8)
+        Image height and width H, W (inputs have H*W features).
+    out_features : int, default 10
+        Number of classes.
+    channels : (int, int), default (8, 16)
+        Output channels c1, c2 of the two convolutions.
+    seed : int, optional
+        Initialize the weights from this seed; the global torch RNG state is restored
+        afterwards.
+
+    Returns
+    -------
+    torch.nn.Sequential
     """
     h, w = (int(v) for v in image_shape)
     c1, c2 = (int(v) for v in channels)
@@ -182,6 +191,27 @@ class CharTransformer(nn.Module):
 def char_transformer(vocab_size: int = 97, *, d_model: int = 64, n_heads: int = 4,
                      n_layers: int = 2, max_len: int = 128,
                      seed: int | None = None) -> CharTransformer:
-    """A :class:`CharTransformer` initialized from ``seed`` (global RNG restored)."""
+    """A :class:`CharTransformer` initialized from ``seed`` (global RNG restored).
+
+    Parameters
+    ----------
+    vocab_size : int, default 97
+        Number of token ids.
+    d_model : int, default 64
+        Embedding width (a multiple of ``n_heads``).
+    n_heads : int, default 4
+        Attention heads per block.
+    n_layers : int, default 2
+        Transformer blocks.
+    max_len : int, default 128
+        Longest sequence (size of the position embedding).
+    seed : int, optional
+        Initialize the weights from this seed; the global torch RNG state is restored
+        afterwards.
+
+    Returns
+    -------
+    CharTransformer
+    """
     return _seeded(lambda: CharTransformer(vocab_size, d_model=d_model, n_heads=n_heads,
                                            n_layers=n_layers, max_len=max_len), seed)

@@ -3,7 +3,7 @@
 :class:`Recorder` is called once per optimizer step (``recorder.step(loss=..., lr=...)``);
 on the steps its schedule selects it copies the flattened parameters (all trainable ones, or a
 selection by name) and appends them, with per-step metadata, to a
-:class:`~fractaldiff.store.SnapshotStore`, and/or feeds them to online accumulators.
+:class:`~fractaldiff.io.store.SnapshotStore`, and/or feeds them to online accumulators.
 
 Recording costs the training loop little. CPU parameters recorded into a store (the common
 case) are written *directly*: one compiled call, without the GIL, checksums the parameters

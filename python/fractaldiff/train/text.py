@@ -167,6 +167,33 @@ def train_lm(model: Any, corpus: TextCorpus, *, optimizer: str = "adam", lr: flo
     Batches are drawn without replacement, reshuffled every epoch by a generator seeded with
     ``seed``; the mean cross-entropy per character is minimized with plain SGD or Adam. With a
     :class:`~fractaldiff.train.Recorder`, ``recorder.step`` is called after every step.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps token ids ``(batch, seq)`` to logits ``(batch, seq, vocab)``; trained in place.
+    corpus : TextCorpus
+        Training windows (``x_train``, ``y_train``) and the test windows evaluated at the end.
+    optimizer : {"sgd", "adam"}, default "adam"
+        Plain SGD or Adam.
+    lr : float
+        Learning rate.
+    batch_size : int
+        Windows per step (1..number of training windows).
+    steps : int
+        Optimizer steps; training stops early at a non-finite loss.
+    seed : int, default 0
+        Seed of the batch order.
+    recorder : Recorder, optional
+        Its ``step`` is called after every step and ``flush`` at the end.
+    progress : bool, default False
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    LMHistory
+        Training losses per step, ``steps``, ``seconds``, the test loss and accuracy, and
+        ``stopped`` (why training stopped early, or None).
     """
     import torch
     import torch.nn.functional as F
