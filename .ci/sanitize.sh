@@ -9,12 +9,19 @@
 # checked at the end (so one in a subprocess whose exit code a test ignores still counts).
 #
 # Usage: .ci/sanitize.sh [extra pytest args]     (about 5-8 minutes on 2 cores)
-# Env:   SAN_BUILD (build folder, default $TMPDIR/fractaldiff-asan), PYTHON (default python3)
+# Env:   SAN_BUILD (build folder, default build/asan in this checkout), PYTHON (default python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PYTHON=${PYTHON:-python3}
-BUILD=${SAN_BUILD:-${TMPDIR:-/tmp}/fractaldiff-asan}
+BUILD=${SAN_BUILD:-$ROOT/build/asan}
+# a build folder configured from another checkout (a shared or reused folder) cannot be reused:
+# CMake refuses a cache whose source directory differs, so start that folder afresh
+if [ -f "$BUILD/CMakeCache.txt" ] && \
+   ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$ROOT" "$BUILD/CMakeCache.txt"; then
+  echo "sanitize: $BUILD was configured for another source folder; starting it afresh"
+  rm -rf "$BUILD"
+fi
 LOGS=$BUILD/reports
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
