@@ -138,3 +138,47 @@ def box_ids_direct(block, col_start, origin, eps0, n_scales, key_seed) -> np.nda
             for s in (0, 1):
                 ids[:, k, s] = (qk * keys[s]).sum(axis=1, dtype=np.uint64)
     return ids
+
+
+# ---- the fused SGLD update (cpp/include/fractaldiff/sgld_kernels.hpp) --------------------------
+
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(z) -> np.ndarray:
+    """SplitMix64 finalizer without its increment."""
+    with np.errstate(over="ignore"):
+        return splitmix64(np.asarray(z, dtype=np.uint64) - np.uint64(_GOLDEN))
+
+
+def sgld_noise(seed: int, step: int, n_chains: int, n_params: int) -> np.ndarray:
+    """(C, D) float64 Gaussian draws of the fused SGLD update, from the definition: stream key
+    mix(mix(seed + G(t+1)) + G(c+1)); 64 bits of pair k mix(key + G(k+1)); Box-Muller with
+    u1 = (hi + 1) / 2^32, u2 = lo / 2^32; element d of block j = d // 512 at offset o = d % 512
+    takes z0 of pair 256 j + o (o < 256) or z1 of pair 256 j + o - 256."""
+    out = np.empty((n_chains, n_params))
+    d = np.arange(n_params)
+    j, o = d // 512, d % 512
+    k = (j * 256 + np.where(o < 256, o, o - 256)).astype(np.uint64)
+    for c in range(n_chains):
+        inner = int(_mix([(seed + _GOLDEN * (step + 1)) & _MASK64])[0])
+        key = int(_mix([(inner + _GOLDEN * (c + 1)) & _MASK64])[0])
+        with np.errstate(over="ignore"):
+            b = _mix(np.uint64(key) + np.uint64(_GOLDEN) * (k + np.uint64(1)))
+        u1 = ((b >> np.uint64(32)).astype(np.float64) + 1.0) / 2.0**32
+        u2 = (b & np.uint64(0xFFFFFFFF)).astype(np.float64) / 2.0**32
+        r = np.sqrt(-2.0 * np.log(u1))
+        out[c] = np.where(o < 256, r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2))
+    return out
+
+
+def sgld_step(w, center, grad, nbeta, gamma, eps, seed: int, step: int):
+    """One localized SGLD step of C chains in float64: returns (w_out, drift, virial) with
+    drift = nβ g + γ (w - w*), virial = Σ_d (w - w*) drift, w_out = w - (ε/2) drift + √ε ξ."""
+    w, center, grad = (np.asarray(a, dtype=np.float64) for a in (w, center, grad))
+    nb, gm, ep = (np.asarray(a, dtype=np.float64)[:, None] for a in (nbeta, gamma, eps))
+    delta = w - center
+    drift = nb * grad + gm * delta
+    virial = (delta * drift).sum(axis=1)
+    xi = sgld_noise(seed, step, *w.shape)
+    return w - 0.5 * ep * drift + np.sqrt(ep) * xi, drift, virial

@@ -8,6 +8,7 @@ void register_info(pybind11::module_& m);
 void register_io(pybind11::module_& m);
 void register_box(pybind11::module_& m);
 void register_cuda(pybind11::module_& m);
+void register_sgld(pybind11::module_& m);
 }  // namespace bindings
 }  // namespace fractaldiff
 
@@ -21,4 +22,5 @@ PYBIND11_MODULE(_core, m) {
   fractaldiff::bindings::register_io(m);
   fractaldiff::bindings::register_box(m);
   fractaldiff::bindings::register_cuda(m);
+  fractaldiff::bindings::register_sgld(m);
 }

@@ -3,6 +3,7 @@
 #include "fractaldiff/box_kernels.hpp"
 #include "fractaldiff/pairwise_kernels.hpp"
 #include "fractaldiff/digest_kernels.hpp"
+#include "fractaldiff/sgld_kernels.hpp"
 
 #ifndef FD_ARCH_NAME
 #define FD_ARCH_NAME "baseline"
@@ -59,11 +60,15 @@ static void digest_group(int elem_size, const unsigned char* const* p, int n_chu
   }
 }
 
+static int sgld_step(const SgldArgs& a) {
+  return a.dtype == DType::f32 ? sgld_step_impl<float>(a) : sgld_step_impl<double>(a);
+}
+
 /// The kernel table of this SIMD level.
 const KernelTable& kernel_table() {
   static const KernelTable table = {FD_ARCH_NAME,      &msd_fft_fold, &msd_lags_fold,
                                     &displacement_fold, &box_minmax,   &box_ids_fold,
-                                    &gram_fold,         &digest_group};
+                                    &gram_fold,         &digest_group, &sgld_step};
   return table;
 }
 

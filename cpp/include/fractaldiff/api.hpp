@@ -40,6 +40,29 @@ struct DigestChunk {
   int64_t first;  ///< element index within the row, or -1
 };
 
+/// Arguments of the fused SGLD update (see sgld_kernels.hpp). All (C, D) arrays share one
+/// dtype, with contiguous rows; strides are in elements between chains.
+struct SgldArgs {
+  DType dtype = DType::f32;
+  int64_t n_chains = 0;
+  int64_t n_params = 0;
+  const void* w = nullptr;  ///< (C, D) current parameters
+  int64_t w_stride = 0;
+  const void* center = nullptr;  ///< (C, D) localization centres w*
+  int64_t center_stride = 0;
+  void* grad = nullptr;  ///< (C, D) in: gradient of the batch loss; out: the drift
+  int64_t grad_stride = 0;
+  void* w_out = nullptr;  ///< (C, D) out: the next parameters (may be w itself)
+  int64_t out_stride = 0;
+  const double* nbeta = nullptr;  ///< (C,)
+  const double* gamma = nullptr;  ///< (C,)
+  const double* eps = nullptr;    ///< (C,)
+  double* virial = nullptr;       ///< (C,) out: sum_d (w - w*) . drift
+  uint64_t seed = 0;
+  uint64_t step = 0;
+  int n_threads = 1;
+};
+
 /// One set of kernels compiled for one instruction-set level.
 struct KernelTable {
   const char* simd_level;
@@ -64,6 +87,8 @@ struct KernelTable {
   /// elements of elem_size bytes (2, 4, 8; 0: no count); see digest_kernels.hpp.
   void (*digest_group)(int elem_size, const unsigned char* const* chunks, int n_chunks,
                        int64_t n, const int64_t* elem_offset, DigestChunk* out);
+  /// One fused SGLD step of all chains (see sgld_kernels.hpp); returns a status code.
+  int (*sgld_step)(const SgldArgs& args);
 };
 
 /// The kernel table in use (the best level this CPU supports unless overridden).

@@ -471,6 +471,10 @@ def sequential_program(model: torch.nn.Module, names: list[str], sizes: list[int
 # --- the sampler -----------------------------------------------------------------------------
 
 
+#: Use the compiled fused update on the CPU (tests switch it off to compare with the tensor path).
+_FUSED_CPU_STEP = True
+
+
 class _Batches:
     """Per-chain mini-batch indices without replacement within an epoch (C, B) per step."""
 
@@ -545,7 +549,24 @@ def run_sgld(
     virial = torch.empty(C, n_steps, dtype=torch.float64)
     n_checks = 0
     W = centers.clone()
-    noise = torch.empty(C, D, dtype=dt, device=dev)
+    # On the CPU one compiled pass does the update (drift, virial, Gaussian draws, new w; see
+    # sgld_kernels.hpp): a third of a step's time as separate tensor operations. Elsewhere (a
+    # GPU) the tensor operations below.
+    fused = _FUSED_CPU_STEP and dev.type == "cpu" and dt in (torch.float32, torch.float64) and W.is_contiguous() \
+        and centers.is_contiguous()
+    if fused:
+        from .. import _core
+
+        W_next = torch.empty_like(W)
+        vir = np.zeros(C)
+        nb_np = nb[:, 0].to(torch.float64).numpy().copy()
+        gm_np = gm[:, 0].to(torch.float64).numpy().copy()
+        ep_np = ep[:, 0].to(torch.float64).numpy().copy()
+        centers_np = centers.detach().numpy()
+        noise_seed = (base_seed * 0x2545F4914F6CDD1D + 1) % 2**64
+        n_threads = torch.get_num_threads()
+    else:
+        noise = torch.empty(C, D, dtype=dt, device=dev)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -557,14 +578,24 @@ def run_sgld(
             idx = batches.next() if batches is not None else None
             L, G = pot.value_and_grad(W, idx)
             trace[:, t] = L.to("cpu", torch.float64)
-            delta = W - centers
-            drift = G.mul_(nb).addcmul_(gm, delta)  # nβ ∇L_B + γ (w - w*)
-            virial[:, t] = torch.linalg.vecdot(delta, drift).to("cpu", torch.float64) / D
-            torch.randn(C, D, generator=noise_gen, dtype=dt, device=dev, out=noise)
-            W_new = torch.addcmul(W, half_ep, drift, value=-1.0)
-            W_new.addcmul_(sq_ep, noise)
+            if fused:
+                G = G.contiguous()
+                status = _core.sgld_step(W.numpy(), centers_np, G.numpy(), W_next.numpy(),
+                                         nb_np, gm_np, ep_np, noise_seed, t, vir, n_threads)
+                if status != 0:
+                    raise MemoryError("SGLD: the update's workspace could not be allocated")
+                drift, W_new = G, W_next  # nβ ∇L_B + γ (w - w*), written over G
+                virial[:, t] = torch.from_numpy(vir / D)
+            else:
+                delta = W - centers
+                drift = G.mul_(nb).addcmul_(gm, delta)  # nβ ∇L_B + γ (w - w*)
+                virial[:, t] = torch.linalg.vecdot(delta, drift).to("cpu", torch.float64) / D
+                torch.randn(C, D, generator=noise_gen, dtype=dt, device=dev, out=noise)
+                W_new = torch.addcmul(W, half_ep, drift, value=-1.0)
+                W_new.addcmul_(sq_ep, noise)
             if mala_every and t % mala_every == mala_every - 1:
                 L2, G2 = pot.value_and_grad(W_new, idx)
+                delta = W - centers
                 delta2 = W_new - centers
                 drift2 = nb * G2 + gm * delta2
                 U = nb[:, 0] * L + 0.5 * gm[:, 0] * (delta * delta).sum(1)
@@ -575,7 +606,10 @@ def run_sgld(
                 a = torch.exp(torch.clamp(log_a, max=0.0))
                 acc_sum += torch.nan_to_num(a, nan=0.0)
                 n_checks += 1
-            W = W_new
+            if fused:  # the old parameters' buffer takes the next step's output
+                W, W_next = W_new, W
+            else:
+                W = W_new
             if bar is not None:
                 bar.update(1)
     finally:
@@ -589,7 +623,7 @@ def run_sgld(
 # --- diagnostics -----------------------------------------------------------------------------
 
 
-def _batch_means_se(x: np.ndarray, n_batches: int = 20) -> float:
+def batch_means_se(x: np.ndarray, n_batches: int = 20) -> float:
     """Standard error of the mean of a correlated series by non-overlapping batch means."""
     m = len(x)
     k = min(n_batches, m)
@@ -660,7 +694,7 @@ def summarize(
     diverged = ~finite | exploding
     with np.errstate(invalid="ignore", over="ignore"):
         per_chain = nbeta * (draws.mean(1) - init_loss)
-    pc_se = np.array([nbeta * _batch_means_se(r) if ok else np.nan
+    pc_se = np.array([nbeta * batch_means_se(r) if ok else np.nan
                       for r, ok in zip(draws, ~diverged)])
     ok = ~diverged
     msgs: list[str] = []
@@ -724,7 +758,7 @@ def summarize(
         if k >= 2:
             d_se = float(d.std(ddof=1) / math.sqrt(k))
         else:
-            d_se = math.hypot(_batch_means_se(rel[ok][0, :h]), _batch_means_se(rel[ok][0, h:2 * h]))
+            d_se = math.hypot(batch_means_se(rel[ok][0, :h]), batch_means_se(rel[ok][0, h:2 * h]))
         diff = second - first
         if abs(diff) > 3 * d_se and abs(diff) > 0.05 * max(abs(mean), 1e-12):
             flags["not_converged"] = True
@@ -747,7 +781,7 @@ def summarize(
         if k >= 2:
             v_se = float(v_ok.std(ddof=1) / math.sqrt(k))
         else:
-            v_se = _batch_means_se(virial[ok][0, n_burnin:])
+            v_se = batch_means_se(virial[ok][0, n_burnin:])
         if abs(v_mean - 1.0) > max(virial_tolerance, 3 * v_se):
             flags["not_equilibrated"] = True
             what = ("the chains have not spread over the local posterior yet (larger step, "

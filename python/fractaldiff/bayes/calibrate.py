@@ -11,7 +11,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ._engine import LLCWarning, Potential, check_pos, run_sgld, summarize, torch_threads
+from ._engine import (LLCWarning, Potential, batch_means_se, check_pos, run_sgld, summarize,
+                      torch_threads)
 from .llc import check_common, init_losses, resolve_localization, setup
 
 __all__ = ["LLCCalibration", "calibrate_llc", "calibrate_with_potential"]
@@ -115,10 +116,24 @@ def calibrate_with_potential(
                       virial_tolerance=virial_tolerance)
         acc = float(np.nanmean(s.acceptance)) if np.isfinite(s.acceptance).any() else float("nan")
         flags = [k for k, v in s.flags.items() if v and k != "chains_disagree"]
-        stable = (not flags) and math.isfinite(s.mean) and s.mean > 0
         vir = float(np.nanmean(s.virial)) if np.isfinite(s.virial).any() else float("nan")
+        # its standard error from batch means within each chain (4 chains alone give a
+        # poor spread), pooled over the chains
+        vt = run.virial[sl][:, n_burnin:]
+        vt = vt[np.isfinite(vt).all(axis=1)]
+        vir_se = (math.sqrt(sum(batch_means_se(row) ** 2 for row in vt)) / len(vt)
+                  if len(vt) else 0.0)
+        # Choosing a step asks more than the diagnostic flag (which allows 3 standard errors
+        # before it warns): the inflation must be within the tolerance at one standard error
+        # above the measured virial, so that a noisy short run does not pick a step whose
+        # true inflation is past it (4 chains x 200 draws often misread a quadratic's 1.19
+        # as 1.1).
+        inflated = math.isfinite(vir) and vir + vir_se > 1.0 + virial_tolerance
+        if inflated and "not_equilibrated" not in flags:
+            flags.append("not_equilibrated")
+        stable = (not flags) and math.isfinite(s.mean) and s.mean > 0
         table.append(dict(step_size=e, nbeta=nb, localization=gm, llc=s.mean,
-                          stderr=s.stderr, acceptance=acc, virial=vir,
+                          stderr=s.stderr, acceptance=acc, virial=vir, virial_se=vir_se,
                           diverged=bool(s.diverged.any()),
                           converged=not s.flags["not_converged"], stable=stable, flags=flags))
     nb0, gm0 = nbs[0], gms[0]
