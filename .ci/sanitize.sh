@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sanitized run: build the extension with AddressSanitizer + UndefinedBehaviorSanitizer (GCC,
 # CPU-only, -O1 -g1) in a separate build folder, then run the tests that exercise compiled code
-# against it: every kernel (MSD FFT/direct/lags, displacement, box ids, pairwise/Gram, digest),
+# against it: every kernel (MSD FFT/direct/lags, displacement, box ids, pairwise/Gram, digest,
+# the fused SGLD step),
 # every binding's argument checks, the store's compiled append paths (direct, queued writer
 # thread, parts/pwritev) and the fault suite (which also runs them in subprocesses: those
 # inherit the sanitizer). Python is not instrumented: libasan is preloaded. Any ASan or UBSan
