@@ -136,6 +136,10 @@ def test_bad_input(moons):
         ft.train_ensemble(mf, moons, 2, lr=0.1, batch_size=10**6, steps=1)
     with pytest.raises(TypeError, match="nn.Module"):
         ft.train_ensemble(lambda s: None, moons, 2, **kw)
+    y3 = np.asarray(moons.y_train).copy()
+    y3[0] = 2
+    with pytest.raises(ValueError, match="y_train holds class label 2 but the model has 2"):
+        ft.train_ensemble(mf, (moons.x_train, y3), 2, **kw)
     with pytest.raises(ValueError, match="backend='bmm' needs"):
         ft.train_ensemble(lambda s: torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh()),
                           moons, 2, backend="bmm", **kw)

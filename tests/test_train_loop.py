@@ -99,8 +99,25 @@ def test_bad_input(digits):
         train(model, digits, optimizer="adam", momentum=0.9, **kw)
     with pytest.raises(TypeError, match="data"):
         train(model, "digits", **kw)
-    with pytest.raises(ValueError, match="same n"):
+    with pytest.raises(ValueError, match="as many rows as y_train"):
         train(model, (digits.x_train, digits.y_train[:-1]), **kw)
+    # labels and model checked against each other before the first step
+    before = [p.detach().clone() for p in model.parameters()]
+    bad_y = digits.y_train.copy()
+    bad_y[3] = 10
+    with pytest.raises(ValueError, match="y_train holds class label 10 but the model has 10 "
+                                         "outputs"):
+        train(model, (digits.x_train, bad_y), **kw)
+    bad_test = digits.y_test.copy()
+    bad_test[0] = 12
+    with pytest.raises(ValueError, match="y_test holds class label 12"):
+        train(model, (digits.x_train, digits.y_train, digits.x_test, bad_test), **kw)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert model.training
+    with pytest.raises(ValueError, match="could not be applied to data x_train of shape"):
+        train(mlp(32, 10, width=4, depth=1), digits, **kw)
+    with pytest.raises(ValueError, match="class logits"):
+        train(torch.nn.Sequential(torch.nn.Linear(64, 1), torch.nn.Flatten(0)), digits, **kw)
     with pytest.raises(TypeError, match="integer class labels"):
         train(model, (digits.x_train, digits.y_train.astype(float)), **kw)
     with pytest.raises(ValueError, match="NaN"):

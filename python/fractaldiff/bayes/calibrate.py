@@ -11,8 +11,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ._engine import (LLCWarning, Potential, batch_means_se, check_pos, run_sgld, summarize,
-                      torch_threads)
+from ._engine import (
+    LLCWarning,
+    Potential,
+    batch_means_se,
+    check_pos,
+    run_sgld,
+    summarize,
+    torch_threads,
+)
 from .llc import check_common, init_losses, resolve_localization, setup
 
 __all__ = ["LLCCalibration", "calibrate_llc", "calibrate_with_potential"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import numbers
 import os
 import time
@@ -14,6 +13,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+
+from .._validation import check_int, check_number
+from .loop import as_training_tensors, check_labels_fit
 
 __all__ = ["EnsembleResult", "train_ensemble"]
 
@@ -195,68 +197,6 @@ def stacked_forward(model: nn.Module, params: dict[str, torch.Tensor],
         return torch.cat(outs, dim=1)
     finally:
         model.train(was)
-
-
-def _as_float(a: Any, name: str) -> torch.Tensor:
-    t = a.detach() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
-    if not (t.is_floating_point() or t.dtype in (torch.uint8, torch.int32, torch.int64)):
-        raise TypeError(f"{name} must be numeric, got dtype {t.dtype}")
-    return t.to(torch.float32)
-
-
-def _unpack(data: Any, loss: str) -> tuple[torch.Tensor, ...]:
-    from .data import Dataset
-
-    if isinstance(data, Dataset):
-        parts: tuple = (data.x_train, data.y_train, data.x_test, data.y_test)
-    elif isinstance(data, (tuple, list)) and len(data) in (2, 4):
-        parts = tuple(data)
-    else:
-        raise TypeError("data must be a fractaldiff.train.Dataset, a tuple (x, y) or a tuple "
-                        f"(x_train, y_train, x_test, y_test); got {type(data).__name__}")
-    out = []
-    for i in range(0, len(parts), 2):
-        which = "train" if i == 0 else "test"
-        x = _as_float(parts[i], f"data x_{which}")
-        yy = parts[i + 1]
-        y = yy.detach() if isinstance(yy, torch.Tensor) else torch.as_tensor(np.asarray(yy))
-        if loss == "cross_entropy":
-            if y.is_floating_point() or y.is_complex():
-                raise TypeError(f"data y_{which} must hold integer class labels for "
-                                f"loss='cross_entropy', got dtype {y.dtype}")
-            y = y.to(torch.int64)
-            if y.ndim != 1:
-                raise ValueError(f"data: y_{which} must be (n,), got {tuple(y.shape)}")
-            if (y < 0).any():
-                raise ValueError(f"data: y_{which} must hold class indices >= 0")
-        else:
-            y = y.to(torch.float32)
-            if y.ndim == 1:
-                y = y[:, None]
-        if x.ndim < 2 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"data: x_{which} must be (n, features...) with as many rows as "
-                             f"y_{which}; got {tuple(x.shape)} and {tuple(y.shape)}")
-        if x.shape[0] == 0:
-            raise ValueError(f"data: x_{which} is empty")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"data: x_{which} contains NaN or Inf")
-        out += [x, y]
-    return tuple(out)
-
-
-def _int(v: Any, name: str, lo: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-    return int(v)
-
-
-def _num(v: Any, name: str, strict: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__} {v!r}")
-    f = float(v)
-    if not math.isfinite(f) or f < 0 or (strict and f == 0):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {v}")
-    return f
 
 
 def _log_steps(total: int, n: int = 64) -> np.ndarray:
@@ -451,16 +391,16 @@ def train_ensemble(
         raise ValueError(f"n_models must be >= 2 for an ensemble, got {n_models} "
                          f"(use fractaldiff.train.train for a single model)")
     n_models = int(n_models)
-    lr = _num(lr, "lr", strict=True)
-    momentum = _num(momentum, "momentum")
-    weight_decay = _num(weight_decay, "weight_decay")
+    lr = check_number(lr, "lr", positive=True)
+    momentum = check_number(momentum, "momentum", minimum=0.0)
+    weight_decay = check_number(weight_decay, "weight_decay", minimum=0.0)
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs= or steps=")
-    batch_size = _int(batch_size, "batch_size")
-    epochs = None if epochs is None else _int(epochs, "epochs")
-    steps = None if steps is None else _int(steps, "steps")
-    record_every = _int(record_every, "record_every")
-    displacement_points = _int(displacement_points, "displacement_points", lo=2)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    epochs = None if epochs is None else check_int(epochs, "epochs", minimum=1)
+    steps = None if steps is None else check_int(steps, "steps", minimum=1)
+    record_every = check_int(record_every, "record_every", minimum=1)
+    displacement_points = check_int(displacement_points, "displacement_points", minimum=2)
     try:
         b1, b2 = (float(b) for b in betas)
     except (TypeError, ValueError):
@@ -500,7 +440,7 @@ def train_ensemble(
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but CUDA is not available here")
 
-    tensors = _unpack(data, loss)
+    tensors = as_training_tensors(data, labels=loss == "cross_entropy")
     x_train, y_train = tensors[0], tensors[1]
     n = x_train.shape[0]
     if batch_size > n:
@@ -513,6 +453,8 @@ def train_ensemble(
             raise TypeError(f"model_fn must return a torch.nn.Module, got {type(m).__name__}")
         models.append(m)
     check_same_architecture(models)
+    if loss == "cross_entropy":
+        check_labels_fit(models[0], x_train, dict(zip(("y_train", "y_test"), tensors[1::2])))
     template = _template(models[0]).to(dev)
     for m in models:
         m.to(dev)

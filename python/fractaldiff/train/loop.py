@@ -106,7 +106,15 @@ def _as_tensor(a: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
     return t.to(dtype)
 
 
-def _unpack_data(data: Any) -> tuple[torch.Tensor, ...]:
+def as_training_tensors(data: Any, *, labels: bool = True) -> tuple[torch.Tensor, ...]:
+    """``(x_train, y_train)`` or ``(x_train, y_train, x_test, y_test)`` as checked tensors.
+
+    ``data``: a :class:`~fractaldiff.train.data.Dataset`, ``(x, y)`` or ``(x_train, y_train,
+    x_test, y_test)`` (numpy arrays or tensors). x becomes float32 ``(n, features...)``; with
+    ``labels`` y becomes int64 class indices ``(n,)`` (>= 0), else float32 targets ``(n, k)``
+    (a 1-D y becomes ``(n, 1)``). The one unpacker of :func:`train` and
+    :func:`~fractaldiff.train.train_ensemble`; TypeError/ValueError name the part at fault.
+    """
     if isinstance(data, Dataset):
         parts: tuple[Any, ...] = (data.x_train, data.y_train, data.x_test, data.y_test)
     elif isinstance(data, (tuple, list)) and len(data) in (2, 4):
@@ -120,20 +128,57 @@ def _unpack_data(data: Any) -> tuple[torch.Tensor, ...]:
     for i in range(0, len(parts), 2):
         which = "train" if i == 0 else "test"
         x = _as_tensor(parts[i], f"data x_{which}", torch.float32)
-        y = _as_tensor(parts[i + 1], f"data y_{which}", torch.int64)
-        if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        if labels:
+            y = _as_tensor(parts[i + 1], f"data y_{which}", torch.int64)
+            if y.ndim != 1:
+                raise ValueError(f"data: y_{which} must hold class indices (n,), got shape "
+                                 f"{tuple(y.shape)}")
+            if (y < 0).any():
+                raise ValueError(f"data: y_{which} must hold class indices >= 0")
+        else:
+            y = _as_tensor(parts[i + 1], f"data y_{which}", torch.float32)
+            if y.ndim == 1:
+                y = y[:, None]
+        if x.ndim < 2 or x.shape[0] != y.shape[0]:
             raise ValueError(
-                f"data: x_{which} must be (n, features...) and y_{which} (n,) with the same n; "
+                f"data: x_{which} must be (n, features...) with as many rows as y_{which}; "
                 f"got {tuple(x.shape)} and {tuple(y.shape)}"
             )
         if x.shape[0] == 0:
             raise ValueError(f"data: x_{which} is empty")
         if not torch.isfinite(x).all():
             raise ValueError(f"data: x_{which} contains NaN or Inf")
-        if (y < 0).any():
-            raise ValueError(f"data: y_{which} must hold class indices >= 0")
         out += [x, y]
     return tuple(out)
+
+
+def check_labels_fit(model: nn.Module, x: torch.Tensor, labels: dict[str, torch.Tensor]) -> None:
+    """Check, before any training, that ``model`` maps ``x`` to class logits ``(n, K)`` and that
+    every label is below K (otherwise cross-entropy fails deep inside torch, mid-run).
+
+    One example goes through the model in eval mode without gradients (no parameter, running
+    statistic or random state changes); the model's mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x[:1])
+    except Exception as exc:
+        raise ValueError(f"model could not be applied to data x_train of shape "
+                         f"{tuple(x.shape)}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"model must map a batch of x to class logits (n, n_classes >= 2) for "
+                         f"the cross-entropy loss; got output {shape} for one example")
+    k = int(out.shape[1])
+    for name, y in labels.items():
+        top = int(y.max()) if y.numel() else -1
+        if top >= k:
+            raise ValueError(f"data: {name} holds class label {top} but the model has {k} "
+                             f"outputs (labels must lie in 0..{k - 1})")
 
 
 def _make_optimizer(optimizer: Any, model: nn.Module, lr: float, momentum: float,
@@ -239,13 +284,14 @@ def train(
     if on_nan not in ("stop", "warn", "ignore"):
         raise ValueError(f"on_nan must be 'stop', 'warn' or 'ignore', got {on_nan!r}")
     dev = resolve_device(device)
-    tensors = _unpack_data(data)
+    tensors = as_training_tensors(data)
     x_train, y_train = tensors[0], tensors[1]
     n = x_train.shape[0]
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples")
     model.to(dev)
     tensors = tuple(t.to(dev) for t in tensors)
+    check_labels_fit(model, tensors[0], dict(zip(("y_train", "y_test"), tensors[1::2])))
     x_train, y_train = tensors[0], tensors[1]
     test = tensors[2:] if len(tensors) == 4 else None
     opt = _make_optimizer(optimizer, model, lr, momentum, weight_decay)
