@@ -52,51 +52,49 @@ __attribute__((always_inline)) inline uint64_t sgld_mix(uint64_t z) {
 
 constexpr uint64_t kSgldGolden = 0x9E3779B97F4A7C15ULL;
 
+/// Bit layout of T (IEEE 754 binary32 / binary64) and the series length reaching its precision.
+template <class T>
+struct SgldBits;
+template <>
+struct SgldBits<float> {
+  using U = uint32_t;
+  static constexpr int kMant = 23;
+  static constexpr U kExpMask = 0xff, kBias = 127, kOne = 0x3f800000u;
+  static constexpr int kAtanhTerms = 6;  // |s| <= 0.172: s2^6 / 13 is below 2^-24
+};
+template <>
+struct SgldBits<double> {
+  using U = uint64_t;
+  static constexpr int kMant = 52;
+  static constexpr U kExpMask = 0x7ff, kBias = 1023, kOne = 0x3ff0000000000000ULL;
+  static constexpr int kAtanhTerms = 11;  // s2^11 / 23 is below 2^-53
+};
+
 /// ln u1 for u1 = (h + 1) / 2^32, given u1 and m = 1 - u1 = (2^32 - 1 - h) / 2^32 (both as
 /// exact as T allows): 2 atanh(s) with s = (x - 1)/(x + 1) and |s| <= 0.172, where
 /// x = u1 = 1 - m (s = -m / (2 - m), accurate even when u1 rounds to 1 in float32) for
 /// u1 >= √½, else x the mantissa of u1 scaled into [√½, √2) and its exponent added.
 template <class T>
-__attribute__((always_inline)) inline T sgld_log_u1(T u1, T m);
-
-template <>
-__attribute__((always_inline)) inline float sgld_log_u1<float>(float u1, float m) {
-  uint32_t bits;
-  std::memcpy(&bits, &u1, 4);
-  int32_t e = static_cast<int32_t>((bits >> 23) & 0xff) - 127;
-  uint32_t mb = (bits & 0x7fffffu) | 0x3f800000u;
-  float x;
-  std::memcpy(&x, &mb, 4);
-  const bool big = x > 1.41421356f;
-  x = big ? x * 0.5f : x;
-  e = big ? e + 1 : e;
+__attribute__((always_inline)) inline T sgld_log_u1(T u1, T m) {
+  using B = SgldBits<T>;
+  typename B::U bits;
+  std::memcpy(&bits, &u1, sizeof(T));
+  T e = static_cast<T>(static_cast<int64_t>((bits >> B::kMant) & B::kExpMask) -
+                       static_cast<int64_t>(B::kBias));
+  const typename B::U mb = (bits & ((typename B::U(1) << B::kMant) - 1)) | B::kOne;
+  T x;
+  std::memcpy(&x, &mb, sizeof(T));
+  const bool big = x > T(1.4142135623730951);
+  x = big ? x * T(0.5) : x;
+  e = big ? e + T(1) : e;
   // blended arithmetically (exact: one weight is 0, the other 1): selects here keep the
   // compiler from vectorizing the loop
-  const float sel = static_cast<float>(u1 >= 0.70710678f);
-  const float s = ((1.0f - sel) * (x - 1.0f) - sel * m) / ((1.0f - sel) * (x + 1.0f) + sel * (2.0f - m));
-  const float s2 = s * s;  // <= 0.0295: six terms of the atanh series reach float precision
-  const float p =
-      1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9 + s2 * (1.0f / 11)))));
-  return (1.0f - sel) * static_cast<float>(e) * 0.693147180559945309f + 2.0f * s * p;
-}
-
-template <>
-__attribute__((always_inline)) inline double sgld_log_u1<double>(double u1, double m) {
-  uint64_t bits;
-  std::memcpy(&bits, &u1, 8);
-  int64_t e = static_cast<int64_t>((bits >> 52) & 0x7ff) - 1023;
-  uint64_t mb = (bits & 0xfffffffffffffULL) | 0x3ff0000000000000ULL;
-  double x;
-  std::memcpy(&x, &mb, 8);
-  const bool big = x > 1.4142135623730951;
-  x = big ? x * 0.5 : x;
-  e = big ? e + 1 : e;
-  const double sel = static_cast<double>(u1 >= 0.7071067811865476);
-  const double s = ((1.0 - sel) * (x - 1.0) - sel * m) / ((1.0 - sel) * (x + 1.0) + sel * (2.0 - m));
-  const double s2 = s * s;  // eleven terms reach double precision
-  double p = 1.0 / 21;
-  for (int k = 9; k >= 0; --k) p = 1.0 / (2 * k + 1) + s2 * p;
-  return (1.0 - sel) * static_cast<double>(e) * 0.6931471805599453094 + 2.0 * s * p;
+  const T sel = static_cast<T>(u1 >= T(0.7071067811865476));
+  const T s = ((T(1) - sel) * (x - T(1)) - sel * m) / ((T(1) - sel) * (x + T(1)) + sel * (T(2) - m));
+  const T s2 = s * s;
+  T p = T(1) / T(2 * B::kAtanhTerms - 1);
+  for (int k = B::kAtanhTerms - 2; k >= 0; --k) p = T(1) / T(2 * k + 1) + s2 * p;
+  return (T(1) - sel) * e * T(0.6931471805599453094) + T(2) * s * p;
 }
 
 /// sin and cos of a, |a| <= π/4, by their Taylor series to the working precision.

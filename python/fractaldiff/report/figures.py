@@ -135,6 +135,23 @@ def fig_llc_disp(res: dict[str, Any], path: Path) -> bool:
     return True
 
 
+
+def _overlay_power_law(ax: Any, t: np.ndarray, y: np.ndarray, est: dict | None, color: str,
+                       name: str) -> None:
+    """Draw the fitted power law c t^value over its window (c by least squares in log-log)."""
+    est = est or {}
+    if _v(est) is None or "window" not in est:
+        return
+    lo, hi = est["window"]
+    sel = (t >= lo) & (t <= hi) & (t > 0) & (y > 0)
+    if sel.sum() < 2:
+        return
+    c = np.exp(np.mean(np.log(y[sel]) - est["value"] * np.log(t[sel])))
+    tt = np.geomspace(lo, hi, 20)
+    ax.loglog(tt, c * tt ** est["value"], color=color, lw=2.5, alpha=0.7,
+              label=f"{name}={est['value']:.3f}±{est.get('stderr') or 0:.3f}")
+    ax.legend(fontsize=7)
+
 def fig_runs(res: dict[str, Any], path: Path, which: str) -> bool:
     rows = [(n, r) for n, r in (res.get("runs") or {}).items()
             if (r.get("analysis") or {}).get("displacement" if which == "R" else "msd")]
@@ -150,31 +167,13 @@ def fig_runs(res: dict[str, Any], path: Path, which: str) -> bool:
         if which == "R":
             t, y = np.asarray(a["displacement"]["t"]), np.asarray(a["displacement"]["R"])
             ax.loglog(t, y, color="k", lw=1)
-            de = a.get("displacement_exponent") or {}
-            if _v(de) is not None:
-                lo, hi = de["window"]
-                sel = (t >= lo) & (t <= hi)
-                if sel.sum() >= 2:
-                    c = np.exp(np.mean(np.log(y[sel]) - de["value"] * np.log(t[sel])))
-                    tt = np.geomspace(lo, hi, 20)
-                    ax.loglog(tt, c * tt ** de["value"], color="tab:blue", lw=2.5, alpha=0.7,
-                              label=f"late α={de['value']:.3f}±{de['stderr'] or 0:.3f}")
-                    ax.legend(fontsize=7)
+            _overlay_power_law(ax, t, y, a.get("displacement_exponent"), "tab:blue", "late α")
             ax.set_xlabel("steps since first snapshot", fontsize=8)
             ax.set_ylabel("R(t)", fontsize=8)
         else:
             t, y = np.asarray(a["msd"]["lag"]), np.asarray(a["msd"]["msd"])
             ax.loglog(t, y, color="k", lw=1)
-            me = a.get("msd_exponent") or {}
-            if _v(me) is not None and "window" in me:
-                lo, hi = me["window"]
-                sel = (t >= lo) & (t <= hi)
-                if sel.sum() >= 2:
-                    c = np.exp(np.mean(np.log(y[sel]) - me["value"] * np.log(t[sel])))
-                    tt = np.geomspace(lo, hi, 20)
-                    ax.loglog(tt, c * tt ** me["value"], color="tab:red", lw=2.5, alpha=0.7,
-                              label=f"β={me['value']:.3f}±{me['stderr'] or 0:.3f}")
-                    ax.legend(fontsize=7)
+            _overlay_power_law(ax, t, y, a.get("msd_exponent"), "tab:red", "β")
             ax.set_xlabel("lag τ (steps), late window", fontsize=8)
             ax.set_ylabel("MSD(τ)", fontsize=8)
         ax.set_title(r.get("label", name), fontsize=7)
