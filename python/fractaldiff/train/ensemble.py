@@ -16,6 +16,7 @@ from torch import nn
 
 from .._validation import check_int, check_number
 from .loop import as_training_tensors, check_labels_fit
+from .recorder import log_schedule
 
 __all__ = ["EnsembleResult", "train_ensemble"]
 
@@ -197,11 +198,6 @@ def stacked_forward(model: nn.Module, params: dict[str, torch.Tensor],
         return torch.cat(outs, dim=1)
     finally:
         model.train(was)
-
-
-def _log_steps(total: int, n: int = 64) -> np.ndarray:
-    s = np.unique(np.round(np.geomspace(1, max(total, 1), n)).astype(np.int64))
-    return np.concatenate([[0], s[s <= total]])
 
 
 def batched_sequential(template: nn.Module) -> Callable | None:
@@ -517,7 +513,7 @@ def train_ensemble(
     total = steps if steps is not None else epochs * per_epoch
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds_arr]
     gen_ind = torch.Generator().manual_seed(int(seeds_arr[0]) * 7919 + 1)
-    dsteps = _log_steps(total, displacement_points)
+    dsteps = log_schedule(total, displacement_points)
     dset = {int(s): j for j, s in enumerate(dsteps)}
     disp = np.zeros((n_models, len(dsteps)))
     w0 = [p.detach().clone() for p in plist]
