@@ -189,3 +189,21 @@ def test_bad_input(rng):
                 func(X, device="cuda")
     with pytest.raises(ValueError, match="too large"):
         fd.pairwise_sqdist(np.array([[1e300, 0.0], [-1e300, 0.0]]))
+
+
+def test_correlation_dimension_peak_memory_near_its_distance_matrix():
+    # the (T, T) squared-distance matrix plus the sorted pair distances (half of it) and
+    # smaller work arrays: at most 2.2x the matrix (index arrays of the triangle took 3x)
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    T = 1500
+    X = np.cumsum(rng.standard_normal((T, 20)), axis=0)
+    tracemalloc.start()
+    try:
+        est = fd.correlation_dimension(X, theiler=10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.isfinite(est.dimension)
+    assert peak <= 2.2 * T * T * 8, peak / (T * T * 8)

@@ -328,12 +328,19 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     src, t = _input_rows(X, 3, "the correlation dimension")
     w = _check_theiler(theiler, t)
     sq = sqdist_from_gram(_gram(src, options))
-    iu, ju = np.triu_indices(t, k=w)
-    dist = np.sqrt(sq[iu, ju])
-    del iu, ju
+    # the pair distances (j - i >= w), gathered row by row into one array: index arrays of
+    # the triangle (np.triu_indices) would take twice its memory
+    n_pairs = (t - w) * (t - w + 1) // 2
+    dist = np.empty(n_pairs)
+    off = 0
+    for i in range(t - w):
+        row = sq[i, i + w:]
+        dist[off : off + row.size] = row
+        off += row.size
+    np.sqrt(dist, out=dist)
     dist.sort()
-    n_pairs = dist.size
-    positive = dist[dist > 0]
+    first = int(np.searchsorted(dist, 0.0, side="right"))  # sorted: zeros first
+    positive = dist[first:]
     if positive.size < 2 or positive[0] == positive[-1]:
         raise ValueError(
             f"{func}: the {n_pairs} pairs outside the Theiler window have fewer than 2 distinct "
@@ -385,8 +392,7 @@ def correlation_dimension(X: Any, *, theiler: int = 1, window: Any = "auto",
     dim, intercept, stderr = scaling_fit(x, y, start, stop)
     r0 = r[stop - 1]
     m = int(np.searchsorted(dist, r0, side="left"))
-    near = dist[:m]
-    near = near[near > 0]
+    near = dist[min(first, m) : m]  # 0 < d < r0
     m = near.size
     if m >= 2:
         takens = float(-1.0 / np.mean(np.log(near / r0)))
