@@ -256,6 +256,57 @@ def test_bmm_program_matches_vmap_with_batchnorm():
     np.testing.assert_allclose(a.per_chain, b.per_chain, rtol=1e-3, atol=1e-3)
 
 
+def _nets():
+    nn = torch.nn
+    torch.manual_seed(3)
+    frozen = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 4))
+    frozen[0].weight.requires_grad_(False)
+    bn = nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.3),
+                       nn.Linear(6, 4, bias=False))
+    bn_plain = nn.Sequential(nn.Flatten(), nn.Linear(3, 5), nn.BatchNorm1d(5, affine=False),
+                             nn.Sigmoid(), nn.Identity(), nn.Linear(5, 4))
+    for m in (bn[1], bn_plain[2]):  # non-trivial running statistics
+        m.running_mean.uniform_(-0.5, 0.5)
+        m.running_var.uniform_(0.5, 2.0)
+    return {"tanh+frozen": frozen, "bn+relu+dropout": bn, "flatten+bn(no affine)+sigmoid":
+            bn_plain}
+
+
+@pytest.mark.parametrize("name", ["tanh+frozen", "bn+relu+dropout",
+                                  "flatten+bn(no affine)+sigmoid"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hand_written_backward_matches_autograd(name, loss, dtype):
+    from fractaldiff.bayes._engine import make_module_potential
+
+    model = _nets()[name].to(dtype)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 3, generator=g, dtype=dtype)
+    y = torch.randint(0, 4, (40,), generator=g) if loss == "cross_entropy" else \
+        torch.randn(40, 4, generator=g, dtype=dtype)
+    manual, w0 = make_module_potential(model, (x, y), loss, "cpu", "test")
+    auto, _ = make_module_potential(model, (x, y), loss, "cpu", "test", backend="vmap")
+    assert manual.manual_grad and not auto.manual_grad
+    W = w0 + 0.1 * torch.randn(5, w0.numel(), generator=g, dtype=dtype)
+    idx = torch.randint(0, 40, (5, 16), generator=g)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    for i in (idx, None):  # per-chain batches, and the full data shared by every chain
+        L1, G1 = manual.value_and_grad(W, i)
+        L2, G2 = auto.value_and_grad(W, i)
+        torch.testing.assert_close(L1, L2, **tol)
+        torch.testing.assert_close(G1, G2, **tol)
+
+
+def test_hand_written_backward_not_used_for_other_activations():
+    from fractaldiff.bayes._engine import make_module_potential
+
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(2, 4), nn.GELU(), nn.Linear(4, 2))
+    x, y = torch.randn(10, 2), torch.randint(0, 2, (10,))
+    pot, _ = make_module_potential(model, (x, y), "cross_entropy", "cpu", "test")
+    assert pot.backend == "bmm" and not pot.manual_grad
+
+
 def test_mse_and_callable_loss():
     torch.manual_seed(0)
     x = torch.randn(200, 3)
