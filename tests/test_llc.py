@@ -265,15 +265,16 @@ def _nets():
                        nn.Linear(6, 4, bias=False))
     bn_plain = nn.Sequential(nn.Flatten(), nn.Linear(3, 5), nn.BatchNorm1d(5, affine=False),
                              nn.Sigmoid(), nn.Identity(), nn.Linear(5, 4))
-    for m in (bn[1], bn_plain[2]):  # non-trivial running statistics
+    bn_first = nn.Sequential(nn.BatchNorm1d(3), nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 4))
+    for m in (bn[1], bn_plain[2], bn_first[0]):  # non-trivial running statistics
         m.running_mean.uniform_(-0.5, 0.5)
         m.running_var.uniform_(0.5, 2.0)
     return {"tanh+frozen": frozen, "bn+relu+dropout": bn, "flatten+bn(no affine)+sigmoid":
-            bn_plain}
+            bn_plain, "bn before the first linear": bn_first}
 
 
 @pytest.mark.parametrize("name", ["tanh+frozen", "bn+relu+dropout",
-                                  "flatten+bn(no affine)+sigmoid"])
+                                  "flatten+bn(no affine)+sigmoid", "bn before the first linear"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_hand_written_backward_matches_autograd(name, loss, dtype):

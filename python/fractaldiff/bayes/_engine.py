@@ -597,9 +597,11 @@ def sequential_value_and_grad(model: torch.nn.Module, names: list[str], sizes: l
                 diff = h - y
                 L = 0.5 * (diff * diff).reshape(C, B, -1).sum(-1).mean(1)
                 gz = diff.mul_(1.0 / B)
-            first_linear = next(i for i, e in enumerate(tape) if e[0] == "linear") \
-                if any(e[0] == "linear" for e in tape) else -1
-            for i in range(len(tape) - 1, -1, -1):
+            # below the lowest layer with a trainable parameter no gradient is needed
+            lowest = min((i for i, e in enumerate(tape) if e[0] in ("linear", "bn")
+                          and (e[1] + ".weight" in offsets or e[1] + ".bias" in offsets)),
+                         default=len(tape))
+            for i in range(len(tape) - 1, lowest - 1, -1):
                 kind, name, m, a, b = tape[i]
                 if kind == "linear":
                     slot = grad_slot(G, name + ".weight", tuple(m.weight.shape))
@@ -609,10 +611,8 @@ def sequential_value_and_grad(model: torch.nn.Module, names: list[str], sizes: l
                         bslot = grad_slot(G, name + ".bias", (m.out_features,))
                         if bslot is not None:
                             torch.sum(gz, dim=1, out=bslot)
-                    if i > first_linear:
+                    if i > lowest:
                         gz = torch.bmm(gz, b)
-                    else:
-                        break  # nothing below the first Linear has parameters to train
                 elif kind == "bn":
                     if a is not None:
                         wslot = grad_slot(G, name + ".weight", (m.num_features,))
@@ -621,7 +621,8 @@ def sequential_value_and_grad(model: torch.nn.Module, names: list[str], sizes: l
                         bslot = grad_slot(G, name + ".bias", (m.num_features,))
                         if bslot is not None:
                             torch.sum(gz, dim=1, out=bslot)
-                    gz = gz * b
+                    if i > lowest:
+                        gz = gz * b
                 elif kind == "flatten":
                     gz = gz.reshape(a)
                 elif kind == "relu":  # torch's own ReLU backward: 20x masked_fill on a CPU
