@@ -18,32 +18,20 @@ import tempfile
 import warnings
 
 import numpy as np
+from fields import pack_fields, read_fields
 
 ROOT = tempfile.mkdtemp(prefix="fd-fuzz-st-")
 
 
 def pack(first: bytes, second: bytes, name: bytes = b"step_2", flags: int = 1) -> bytes:
-    out = bytes([flags, len(name)]) + name
-    for f in (first, second):
-        out += struct.pack("<I", len(f)) + f
-    return out
+    return bytes([flags, len(name)]) + name + pack_fields((first, second))
 
 
 def unpack(buf: bytes) -> tuple[int, bytes, list[bytes]]:
     flags = buf[0] if buf else 0
     n = buf[1] if len(buf) > 1 else 0
     name = buf[2 : 2 + n]
-    pos = 2 + n
-    fields = []
-    for _ in range(2):
-        if pos + 4 > len(buf):
-            fields.append(b"")
-            continue
-        (k,) = struct.unpack_from("<I", buf, pos)
-        pos += 4
-        fields.append(buf[pos : pos + k])
-        pos += k
-    return flags, name, fields
+    return flags, name, read_fields(buf, 2 + n, 2)
 
 
 def _fix_length(raw: bytes) -> bytes:

@@ -21,31 +21,18 @@ import warnings
 import zlib
 
 import numpy as np
+from fields import pack_fields, read_fields
 
 ROOT = tempfile.mkdtemp(prefix="fd-fuzz-store-")
 
 
 def pack(manifest: bytes, commits: bytes, steps: bytes, data: bytes, flags: int = 3) -> bytes:
     """The harness's input for these file contents (used to write seeds)."""
-    out = bytes([flags])
-    for f in (manifest, commits, steps, data):
-        out += struct.pack("<I", len(f)) + f
-    return out
+    return bytes([flags]) + pack_fields((manifest, commits, steps, data))
 
 
 def unpack(buf: bytes) -> tuple[int, list[bytes]]:
-    flags = buf[0] if buf else 0
-    pos = 1
-    fields = []
-    for _ in range(4):
-        if pos + 4 > len(buf):
-            fields.append(b"")
-            continue
-        (n,) = struct.unpack_from("<I", buf, pos)
-        pos += 4
-        fields.append(buf[pos : pos + n])
-        pos += n
-    return flags, fields
+    return (buf[0] if buf else 0), read_fields(buf, 1, 4)
 
 
 def _resign(manifest: bytes) -> bytes:
