@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import warnings
 
 import numpy as np
 
 import fractaldiff as fd
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from fractal_sets import henon  # noqa: E402
 
 
 def train_runs(cache: str) -> dict:
@@ -50,16 +54,6 @@ def train_runs(cache: str) -> dict:
                 out["sgd_block_msd"] = np.stack(
                     [fd.msd(np.ascontiguousarray(X[:, np.sort(b)])) for b in blocks])
     np.savez(cache, **out)
-    return out
-
-
-def henon(n: int, burn: int = 1000) -> np.ndarray:
-    x, y = 0.1, 0.1
-    out = np.empty((n, 2))
-    for i in range(n + burn):
-        x, y = 1.0 - 1.4 * x * x + y, 0.3 * x
-        if i >= burn:
-            out[i - burn] = (x, y)
     return out
 
 
@@ -119,7 +113,7 @@ def main() -> None:
         return
     print("\n# 4. Henon attractor in R^1000 (reference 1.21 +- 0.01)")
     for n in (2000, 4000):
-        print(f"N={n}:", fd.correlation_dimension(isometric(henon(n), 1000)))
+        print(f"N={n}:", fd.correlation_dimension(isometric(henon(n, burn=1000), 1000)))
 
     print("\n# 5. Menger sponge (2.727) from 50 000 points in R^500, box counting")
     X = isometric(menger(50000), 500)

@@ -85,3 +85,14 @@ def embed_random(P: np.ndarray, D: int, rng: np.random.Generator) -> np.ndarray:
 
 
 DIMENSIONS.update({"sierpinski_carpet": np.log(8) / np.log(3), "koch": np.log(4) / np.log(3)})
+
+
+def henon(n: int, burn: int = 500) -> np.ndarray:
+    """n points of the Hénon attractor (a = 1.4, b = 0.3) after ``burn`` transient steps."""
+    x, y = 0.1, 0.1
+    out = np.empty((n, 2))
+    for i in range(n + burn):
+        x, y = 1.0 - 1.4 * x * x + y, 0.3 * x
+        if i >= burn:
+            out[i - burn] = (x, y)
+    return out

@@ -12,17 +12,7 @@ import pytest
 import fractaldiff as fd
 from fractaldiff.fractal.windows import ResolutionWarning
 
-from fractal_sets import cube, embed, embed_random, koch, sierpinski_carpet
-
-
-def henon(n: int, burn: int = 500) -> np.ndarray:
-    x, y = 0.1, 0.1
-    out = np.empty((n, 2))
-    for i in range(n + burn):
-        x, y = 1.0 - 1.4 * x * x + y, 0.3 * x
-        if i >= burn:
-            out[i - burn] = (x, y)
-    return out
+from fractal_sets import cube, embed, embed_random, henon, koch, sierpinski_carpet
 
 
 def test_henon_interval_covers_the_reference():
